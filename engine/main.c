@@ -1,0 +1,161 @@
+/* migfix — entry point.
+ *
+ * Builds one Lua 5.4 state, registers the C modules under migfix.* in
+ * package.preload, puts <home>/scripts first on package.path, and hands the
+ * command line to scripts/migfix/cli.lua. Everything user-facing (options,
+ * commands, messages) lives in Lua; C keeps the primitives. */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "migfix.h"
+
+#ifndef MIGFIX_DATADIR
+#define MIGFIX_DATADIR "/usr/local/share/migfix"
+#endif
+
+static const luaL_Reg modules[] = {
+    {"migfix.crypto", luaopen_migfix_crypto},
+    {"migfix.db", luaopen_migfix_db},
+    {"migfix.json", luaopen_migfix_json},
+    {"migfix.migrations", luaopen_migfix_migrations},
+    {"migfix.proc", luaopen_migfix_proc},
+    {"migfix.sql", luaopen_migfix_sql},
+    {NULL, NULL}
+};
+
+static int has_cli(const char *dir)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/scripts/migfix/cli.lua", dir);
+    return access(p, R_OK) == 0;
+}
+
+/* The directory holding scripts/ and policies/: $MIGFIX_HOME, else the
+ * binary's own directory (a source checkout), else the install datadir. */
+static void find_home(char *out, size_t n)
+{
+    const char *env = getenv("MIGFIX_HOME");
+    if (env && *env) { snprintf(out, n, "%s", env); return; }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            if (has_cli(exe)) { snprintf(out, n, "%s", exe); return; }
+        }
+    }
+    snprintf(out, n, "%s", MIGFIX_DATADIR);
+}
+
+/* Replace the password of any URL in argv by '*' so that `ps` never shows
+ * it; the Lua side receives the original text (copied first). */
+static void scrub_argv(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        char *s = strstr(argv[i], "://");
+        if (!s) continue;
+        s += 3;
+        char *at = strchr(s, '@');
+        char *slash = strchr(s, '/');
+        if (!at || (slash && slash < at)) continue;
+        char *colon = memchr(s, ':', (size_t)(at - s));
+        if (!colon) continue;
+        for (char *p = colon + 1; p < at; p++) *p = '*';
+    }
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int run(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = lua_touserdata(L, 2);
+    const char *home = lua_tostring(L, 3);
+
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (const luaL_Reg *m = modules; m->name; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/?/init.lua;%s",
+                    home, home, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "migfix.cli");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, home);
+    lua_setfield(L, -2, "home");
+    lua_pushliteral(L, MIGFIX_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    char home[PATH_MAX];
+    find_home(home, sizeof home);
+
+    /* Lua gets a copy of argv before the passwords are scrubbed. */
+    char **copy = calloc((size_t)argc + 1, sizeof *copy);
+    if (!copy) { fputs("migfix: error: out of memory\n", stderr); return MIGFIX_EXIT_FAILURE; }
+    for (int i = 0; i < argc; i++) copy[i] = strdup(argv[i]);
+    scrub_argv(argc, argv);
+
+    signal(SIGPIPE, SIG_IGN);
+
+    lua_State *L = luaL_newstate();
+    if (!L) { fputs("migfix: error: cannot create Lua state\n", stderr); return MIGFIX_EXIT_FAILURE; }
+    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, run);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, copy);
+    lua_pushstring(L, home);
+    int rc;
+    if (lua_pcall(L, 3, 1, 1) != LUA_OK) {
+        fprintf(stderr, "migfix: error: internal error: %s\n", lua_tostring(L, -1));
+        if (!has_cli(home))
+            fprintf(stderr, "migfix: hint: scripts not found under \"%s\"; set MIGFIX_HOME to the migfix source or install directory\n", home);
+        rc = MIGFIX_EXIT_FAILURE;
+    } else {
+        rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : MIGFIX_EXIT_OK;
+    }
+    lua_close(L); /* runs __gc: connections closed, advisory locks released */
+    for (int i = 0; i < argc; i++) free(copy[i]);
+    free(copy);
+    fflush(stdout);
+    return rc;
+}

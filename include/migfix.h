@@ -1,0 +1,42 @@
+/* migfix — shared declarations of the C core.
+ *
+ * One engine/<module>.c per Lua module, each ending with its
+ * luaopen_migfix_<module>. Exit codes live here, in one place. */
+#ifndef MIGFIX_H
+#define MIGFIX_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#define MIGFIX_VERSION "0.1.0"
+
+/* Exit codes (stable; documented in README and --help). */
+enum migfix_exit {
+    MIGFIX_EXIT_OK = 0,        /* ok / clean / nothing to do */
+    MIGFIX_EXIT_ATTENTION = 1, /* needs attention, refused, or findings */
+    MIGFIX_EXIT_USAGE = 2,     /* usage or configuration error */
+    MIGFIX_EXIT_CONNECT = 3,   /* cannot reach the database */
+    MIGFIX_EXIT_FAILURE = 4    /* an action failed mid-way (ledger left as it was) */
+};
+
+/* Lua modules of the C core (registered in package.preload by main.c). */
+int luaopen_migfix_crypto(lua_State *L);
+int luaopen_migfix_db(lua_State *L);
+int luaopen_migfix_json(lua_State *L);
+int luaopen_migfix_migrations(lua_State *L);
+int luaopen_migfix_proc(lua_State *L);
+int luaopen_migfix_sql(lua_State *L);
+
+/* Shared helpers (engine/lhelpers.c). */
+
+/* Push nil, message and return 2 (the "expected failure" channel);
+ * an info table may be pushed by the caller as a third value. */
+int mf_pushfail(lua_State *L, const char *fmt, ...);
+/* Raise if the table at idx has a key not in the NULL-terminated list. */
+void mf_checkfields(lua_State *L, int idx, const char *call, const char *const fields[]);
+/* Optional string/integer/boolean field of the table at idx. */
+const char *mf_optfield_string(lua_State *L, int idx, const char *k, const char *def);
+lua_Integer mf_optfield_integer(lua_State *L, int idx, const char *k, lua_Integer def);
+int mf_optfield_boolean(lua_State *L, int idx, const char *k, int def);
+
+#endif
