@@ -74,3 +74,17 @@ int mf_optfield_boolean(lua_State *L, int idx, const char *k, int def)
     lua_pop(L, 1);
     return v;
 }
+
+/* The one NULL sentinel shared by migfix.db (SQL NULL) and migfix.json
+ * (JSON null): a light userdata, so db.NULL == json.null. */
+static const char mf_null_anchor = 0;
+
+void mf_pushnull(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&mf_null_anchor);
+}
+
+int mf_isnull(lua_State *L, int idx)
+{
+    return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == (void *)&mf_null_anchor;
+}

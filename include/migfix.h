@@ -39,4 +39,8 @@ const char *mf_optfield_string(lua_State *L, int idx, const char *k, const char 
 lua_Integer mf_optfield_integer(lua_State *L, int idx, const char *k, lua_Integer def);
 int mf_optfield_boolean(lua_State *L, int idx, const char *k, int def);
 
+/* The shared NULL sentinel (db.NULL == json.null). */
+void mf_pushnull(lua_State *L);
+int mf_isnull(lua_State *L, int idx);
+
 #endif
