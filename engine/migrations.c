@@ -1,12 +1,418 @@
-/* migfix.migrations — stub, to be implemented. */
+/* migfix.migrations — the local migrations folder, as Prisma reads it.
+ *
+ * Listing, order, checksum and the lock file follow the current Prisma CLI
+ * (packages/migrate/src/utils/listMigrations.ts) and the schema engine
+ * (schema-connector checksum.rs, migrations_directory.rs).
+ *
+ * @module migfix.migrations */
+#define _DEFAULT_SOURCE /* DT_DIR, DT_UNKNOWN */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <unicode/ucol.h>
+#include <unicode/uiter.h>
+
+#include "checksum.h"
 #include "migfix.h"
+#include "order.h"
+
+/* ---- checksum (pure C) ------------------------------------------------ */
+
+int mf_checksum(const char *script, size_t len, char out[MF_CHECKSUM_HEX_LEN + 1])
+{
+    return mf_sha256_hex(script, len, out);
+}
+
+int mf_checksum_legacy(const char *script, size_t len, char out[MF_CHECKSUM_HEX_LEN + 1])
+{
+    unsigned char md[MF_SHA256_LEN];
+    if (mf_sha256(script, len, md) != 0) return -1;
+    char *p = out;
+    for (int i = 0; i < MF_SHA256_LEN; i++)
+        p += snprintf(p, 3, "%x", md[i]);
+    *p = '\0';
+    return 0;
+}
+
+static int matches_one(const char *s, size_t len, const char *stored, size_t stored_len, int legacy)
+{
+    char hex[MF_CHECKSUM_HEX_LEN + 1];
+    if ((legacy ? mf_checksum_legacy : mf_checksum)(s, len, hex) != 0) return -1;
+    return strlen(hex) == stored_len && memcmp(hex, stored, stored_len) == 0;
+}
+
+int mf_checksum_matches(const char *script, size_t len, const char *stored, size_t stored_len)
+{
+    int legacy = stored_len != 0 && stored_len != MF_CHECKSUM_HEX_LEN;
+    int r = matches_one(script, len, stored, stored_len, legacy);
+    if (r != 0) return r;
+
+    size_t lf = 0;
+    for (size_t i = 0; i < len; i++) lf += script[i] == '\n';
+    if (lf == 0) return 0; /* both rewrites give the same text */
+    if (len > ((size_t)-1 - lf)) return -1;
+    char *buf = malloc(len + lf);
+    if (!buf) return -1;
+
+    /* script.replace("\r\n", "\n") */
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (script[i] == '\r' && i + 1 < len && script[i + 1] == '\n') continue;
+        buf[n++] = script[i];
+    }
+    r = n == len ? 0 : matches_one(buf, n, stored, stored_len, legacy);
+    if (r == 0) {
+        /* script.replace('\n', "\r\n"): every LF, even one after a CR */
+        n = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (script[i] == '\n') buf[n++] = '\r';
+            buf[n++] = script[i];
+        }
+        r = matches_one(buf, n, stored, stored_len, legacy);
+    }
+    free(buf);
+    return r;
+}
+
+/* ---- collation (pure C) ----------------------------------------------- */
+
+static UCollator *collator;
+static int collator_failed;
+static char collator_msg[128];
+
+void mf_order_cleanup(void)
+{
+    if (collator) ucol_close(collator);
+    collator = NULL;
+}
+
+static UCollator *get_collator(void)
+{
+    if (collator || collator_failed) return collator;
+    UErrorCode st = U_ZERO_ERROR;
+    collator = ucol_open("", &st); /* root; "en" is the same rules */
+    if (U_FAILURE(st)) {
+        if (collator) ucol_close(collator);
+        collator = NULL;
+        collator_failed = 1;
+        snprintf(collator_msg, sizeof collator_msg, "could not open the ICU root collator: %s",
+                 u_errorName(st));
+        return NULL;
+    }
+    /* what Intl.Collator() uses: tertiary strength, no normalization,
+     * punctuation not ignorable (all ICU root defaults, set explicitly) */
+    ucol_setStrength(collator, UCOL_TERTIARY);
+    ucol_setAttribute(collator, UCOL_ALTERNATE_HANDLING, UCOL_NON_IGNORABLE, &st);
+    ucol_setAttribute(collator, UCOL_NUMERIC_COLLATION, UCOL_OFF, &st);
+    atexit(mf_order_cleanup);
+    return collator;
+}
+
+const char *mf_order_error(void)
+{
+    get_collator();
+    return collator_failed ? collator_msg : NULL;
+}
+
+static int bytewise(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c == 0) c = (alen > blen) - (alen < blen);
+    return (c > 0) - (c < 0);
+}
+
+int mf_order_compare(const char *a, size_t alen, const char *b, size_t blen)
+{
+    UCollator *c = get_collator();
+    if (!c) return bytewise(a, alen, b, blen);
+    UErrorCode st = U_ZERO_ERROR;
+    UCollationResult r = ucol_strcollUTF8(c, a, (int32_t)alen, b, (int32_t)blen, &st);
+    if (U_FAILURE(st)) return bytewise(a, alen, b, blen);
+    return r == UCOL_LESS ? -1 : r == UCOL_GREATER ? 1 : 0;
+}
+
+int mf_order_compare_total(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int r = mf_order_compare(a, alen, b, blen);
+    return r ? r : bytewise(a, alen, b, blen);
+}
+
+/* ---- Lua bindings ----------------------------------------------------- */
+
+#define BOX_NAME "migfix.migrations.box"
+
+/* An open DIR or FILE owned by a userdata, closed by __gc/__close, so an
+ * error (out of memory) between open and close leaks nothing. */
+typedef struct {
+    DIR *dir;
+    FILE *file;
+} Box;
+
+static int box_gc(lua_State *L)
+{
+    Box *b = luaL_checkudata(L, 1, BOX_NAME);
+    if (b->dir) { DIR *d = b->dir; b->dir = NULL; closedir(d); }
+    if (b->file) { FILE *f = b->file; b->file = NULL; fclose(f); }
+    return 0;
+}
+
+static Box *newbox(lua_State *L)
+{
+    Box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->dir = NULL;
+    b->file = NULL;
+    luaL_setmetatable(L, BOX_NAME);
+    return b;
+}
+
+static void checknargs(lua_State *L, int max, const char *call)
+{
+    if (lua_gettop(L) > max)
+        luaL_error(L, "too many arguments (expected %s)", call);
+}
+
+/* nil, message, {missing = bool, errno = n} */
+static int pushfail_errno(lua_State *L, int err, const char *fmt, const char *path)
+{
+    mf_pushfail(L, fmt, path, strerror(err));
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, err == ENOENT || err == ENOTDIR);
+    lua_setfield(L, -2, "missing");
+    lua_pushinteger(L, err);
+    lua_setfield(L, -2, "errno");
+    return 3;
+}
+
+static void checkcollator(lua_State *L)
+{
+    const char *e = mf_order_error();
+    if (e) luaL_error(L, "%s", e);
+}
+
+/* migrations.checksum(text) -> 64 lowercase hex digits */
+static int l_checksum(lua_State *L)
+{
+    checknargs(L, 1, "migrations.checksum(text)");
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char hex[MF_CHECKSUM_HEX_LEN + 1];
+    if (mf_checksum(s, len, hex) != 0)
+        return luaL_error(L, "could not compute SHA-256 with OpenSSL");
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* migrations.compare(a, b) -> -1 | 0 | 1 (Prisma's localeCompare) */
+static int l_compare(lua_State *L)
+{
+    checknargs(L, 2, "migrations.compare(a, b)");
+    size_t alen, blen;
+    const char *a = luaL_checklstring(L, 1, &alen);
+    const char *b = luaL_checklstring(L, 2, &blen);
+    checkcollator(L);
+    lua_pushinteger(L, mf_order_compare(a, alen, b, blen));
+    return 1;
+}
+
+typedef struct {
+    const char *s;
+    size_t len;
+} Name;
+
+static int cmp_names(const void *pa, const void *pb)
+{
+    const Name *a = pa, *b = pb;
+    return mf_order_compare_total(a->s, a->len, b->s, b->len);
+}
+
+/* Dirent.isDirectory(): d_type, or lstat when the file system gives none;
+ * a symlink to a directory is not a directory. */
+static int is_real_dir(DIR *d, const struct dirent *e)
+{
+#ifdef DT_DIR
+    if (e->d_type == DT_DIR) return 1;
+    if (e->d_type != DT_UNKNOWN) return 0;
+#endif
+    struct stat st;
+    return fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int has_sql(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
+}
+
+/* migrations.list(dir) -> {{name, path, sql_path, has_sql}, ...}
+ *   | nil, message, {missing = bool, errno = n} */
+static int l_list(lua_State *L)
+{
+    checknargs(L, 1, "migrations.list(dir)");
+    size_t dlen;
+    const char *dir = luaL_checklstring(L, 1, &dlen);
+    checkcollator(L);
+    Box *box = newbox(L);                         /* 2 */
+    box->dir = opendir(dir);
+    if (!box->dir) {
+        int err = errno;
+        if (err == ENOENT)
+            return pushfail_errno(L, err, "migrations directory \"%s\" does not exist", dir);
+        return pushfail_errno(L, err, "could not open migrations directory \"%s\": %s", dir);
+    }
+    lua_newtable(L);                              /* 3: names, anchored */
+    lua_Integer n = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(box->dir);
+        if (!e) {
+            if (errno) {
+                int err = errno;
+                return pushfail_errno(L, err, "could not read migrations directory \"%s\": %s", dir);
+            }
+            break;
+        }
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (!is_real_dir(box->dir, e)) continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, 3, ++n);
+    }
+    lua_pushcfunction(L, box_gc);
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 0);                            /* close the directory now */
+
+    Name *names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0); /* 4 */
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 3, i + 1);
+        names[i].s = lua_tolstring(L, -1, &names[i].len); /* anchored in 3 */
+        lua_pop(L, 1);
+    }
+    qsort(names, (size_t)n, sizeof *names, cmp_names);
+
+    const char *sep = (dlen > 0 && dir[dlen - 1] == '/') ? "" : "/";
+    lua_createtable(L, (int)n, 0);                /* 5: result */
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushlstring(L, names[i].s, names[i].len);
+        lua_setfield(L, -2, "name");
+        const char *path = lua_pushfstring(L, "%s%s%s", dir, sep, names[i].s);
+        lua_setfield(L, -2, "path");
+        const char *sql = lua_pushfstring(L, "%s%s%s/migration.sql", dir, sep, names[i].s);
+        lua_pushboolean(L, has_sql(sql));
+        lua_setfield(L, -3, "has_sql");
+        lua_setfield(L, -2, "sql_path");
+        (void)path;
+        lua_rawseti(L, 5, i + 1);
+    }
+    return 1;
+}
+
+/* Read a whole file into a Lua string; 0, or an errno value. */
+static int readfile(lua_State *L, const char *path)
+{
+    Box *box = newbox(L);
+    box->file = fopen(path, "rb");
+    if (!box->file) return errno;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (;;) {
+        char *p = luaL_prepbuffer(&b);
+        size_t got = fread(p, 1, LUAL_BUFFERSIZE, box->file);
+        luaL_addsize(&b, got);
+        if (got < LUAL_BUFFERSIZE) break;
+    }
+    int err = ferror(box->file) ? (errno ? errno : EIO) : 0;
+    luaL_pushresult(&b);
+    if (err) { lua_pop(L, 1); return err; }
+    FILE *f = box->file;
+    box->file = NULL;
+    fclose(f);
+    lua_remove(L, -2); /* the box */
+    return 0;
+}
+
+/* migrations.lock_provider(dir) -> provider | nil (no lock file)
+ *   | nil, message, {missing = false, errno = n} */
+static int l_lock_provider(lua_State *L)
+{
+    checknargs(L, 1, "migrations.lock_provider(dir)");
+    size_t dlen;
+    const char *dir = luaL_checklstring(L, 1, &dlen);
+    const char *sep = (dlen > 0 && dir[dlen - 1] == '/') ? "" : "/";
+    const char *path = lua_pushfstring(L, "%s%smigration_lock.toml", dir, sep);
+    int err = readfile(L, path);
+    if (err == ENOENT) { lua_pushnil(L); return 1; }
+    if (err) return pushfail_errno(L, err, "could not read lock file \"%s\": %s", path);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len), *end = s + len;
+    /* content.lines().find(|l| l.starts_with("provider"))
+     *   .map(|l| l.trim_start_matches("provider = ").trim_matches('"'))
+     *   .unwrap_or("<PROVIDER NOT FOUND>") */
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *le = nl ? nl : end;
+        if (nl && le > s && le[-1] == '\r') le--;
+        if ((size_t)(le - s) >= 8 && memcmp(s, "provider", 8) == 0) {
+            while ((size_t)(le - s) >= 11 && memcmp(s, "provider = ", 11) == 0) s += 11;
+            while (s < le && *s == '"') s++;
+            while (le > s && le[-1] == '"') le--;
+            lua_pushlstring(L, s, (size_t)(le - s));
+            return 1;
+        }
+        if (!nl) break;
+        s = nl + 1;
+    }
+    lua_pushliteral(L, "<PROVIDER NOT FOUND>");
+    return 1;
+}
+
+/* migrations.matches(text, stored) -> boolean */
+static int l_matches(lua_State *L)
+{
+    checknargs(L, 2, "migrations.matches(text, stored)");
+    size_t len, slen;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *stored = luaL_checklstring(L, 2, &slen);
+    int r = mf_checksum_matches(s, len, stored, slen);
+    if (r < 0) return luaL_error(L, "could not compare checksums (out of memory or OpenSSL failure)");
+    lua_pushboolean(L, r);
+    return 1;
+}
+
+/* migrations.read(path) -> text | nil, message, {missing = bool, errno = n} */
+static int l_read(lua_State *L)
+{
+    checknargs(L, 1, "migrations.read(path)");
+    const char *path = luaL_checkstring(L, 1);
+    int err = readfile(L, path);
+    if (err) return pushfail_errno(L, err, "could not read migration file \"%s\": %s", path);
+    return 1;
+}
 
 static const luaL_Reg lib[] = {
+    {"checksum", l_checksum},
+    {"compare", l_compare},
+    {"list", l_list},
+    {"lock_provider", l_lock_provider},
+    {"matches", l_matches},
+    {"read", l_read},
     {NULL, NULL}
 };
 
 int luaopen_migfix_migrations(lua_State *L)
 {
+    if (luaL_newmetatable(L, BOX_NAME)) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
     luaL_newlib(L, lib);
     return 1;
 }

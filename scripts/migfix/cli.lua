@@ -1,14 +1,238 @@
--- temporary bootstrap (replaced by the full CLI): `migfix exec FILE [ARGS]`
+--- The command line: getopt_long-style options, git-style subcommands.
+--- Each command is a declared table in scripts/migfix/commands/<name>.lua:
+---   { name, summary, usage, description, options = { {long, short, arg, help} }, run = function(ctx, opts, args) }
+local ui = require "migfix.ui"
+
 local M = {}
-function M.main(argv, info)
-  if argv[1] == "exec" and argv[2] then
-    local chunk = assert(loadfile(argv[2]))
-    arg = { [0] = argv[2], table.unpack(argv, 3) }
-    local ok, r = xpcall(chunk, debug.traceback, table.unpack(argv, 3))
-    if not ok then io.stderr:write("migfix: error: ", tostring(r), "\n") return 4 end
-    return math.type(r) == "integer" and r or 0
-  end
-  print("migfix " .. info.version)
-  return 0
+
+M.COMMANDS = { "status", "diagnose", "plan", "run", "resolve", "deploy", "exec",
+               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate" }
+
+M.GLOBAL_OPTIONS = {
+  { long = "env", short = "e", arg = "NAME", help = "environment from migfix.lua (default: $MIGFIX_ENV, the config's default, or none)" },
+  { long = "url", arg = "URL", help = "database URL (Prisma style; default: $DATABASE_URL or .env)" },
+  { long = "migrations", arg = "DIR", help = "migrations directory (default: prisma/migrations)" },
+  { long = "config", arg = "FILE", help = "configuration file (default: migfix.lua in the project root)" },
+  { long = "project", short = "C", arg = "DIR", help = "project root (default: the current directory)" },
+  { long = "no-color", help = "no colours (also NO_COLOR=1)" },
+  { long = "help", short = "h", help = "show help" },
+  { long = "version", short = "V", help = "show the version" },
+}
+
+M.EXIT_HELP = [[
+Exit codes:
+  0  ok: nothing failed, nothing to do, or the action succeeded
+  1  needs attention or refused (failed/pending migrations, findings, a policy refused)
+  2  usage or configuration error (bad option, malformed URL, unknown environment, bad migrations folder)
+  3  cannot reach the database (unreachable server, authentication failed, missing database)
+  4  an action failed mid-way (the ledger was left as it was; see the journal)]]
+
+local function usage_error(msg, cmd)
+  ui.fail { message = msg, hint = "run 'migfix " .. (cmd and ("help " .. cmd) or "--help") .. "' for usage", code = ui.EXIT.USAGE }
 end
+
+--- Parse argv[from..] against option specs. Options may follow operands
+--- (GNU permutation) unless stop_at_operand is set; "--" ends options.
+--- Returns opts (long name -> value or true; repeatable -> list), operands.
+function M.parse(argv, from, specs, opts, stop_at_operand, cmd)
+  opts = opts or {}
+  local operands = {}
+  local by_long, by_short = {}, {}
+  for _, s in ipairs(specs) do
+    by_long[s.long] = s
+    if s.short then by_short[s.short] = s end
+  end
+  local function set(spec, value)
+    if spec.repeatable then
+      opts[spec.long] = opts[spec.long] or {}
+      table.insert(opts[spec.long], value)
+    else
+      opts[spec.long] = value
+    end
+  end
+  local i = from
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, #argv do operands[#operands + 1] = argv[j] end
+      break
+    elseif a:sub(1, 2) == "--" then
+      local name, value = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:sub(3)
+      local spec = by_long[name]
+      if not spec then
+        -- unique prefix, as getopt_long allows
+        local found
+        for long, s in pairs(by_long) do
+          if long:sub(1, #name) == name then
+            if found then usage_error(("option '--%s' is ambiguous"):format(name), cmd) end
+            found = s
+          end
+        end
+        spec = found
+      end
+      if not spec then usage_error(("unrecognized option '--%s'"):format(name), cmd) end
+      if spec.arg then
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+          if value == nil then usage_error(("option '--%s' requires an argument (%s)"):format(spec.long, spec.arg), cmd) end
+        end
+        set(spec, value)
+      else
+        if value ~= nil then usage_error(("option '--%s' doesn't allow an argument"):format(spec.long), cmd) end
+        set(spec, true)
+      end
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      local j = 2
+      while j <= #a do
+        local c = a:sub(j, j)
+        local spec = by_short[c]
+        if not spec then usage_error(("invalid option -- '%s'"):format(c), cmd) end
+        if spec.arg then
+          local value = a:sub(j + 1)
+          if value == "" then
+            i = i + 1
+            value = argv[i]
+            if value == nil then usage_error(("option requires an argument -- '%s'"):format(c), cmd) end
+          end
+          set(spec, value)
+          break
+        end
+        set(spec, true)
+        j = j + 1
+      end
+    else
+      operands[#operands + 1] = a
+      if stop_at_operand then
+        for j = i + 1, #argv do operands[#operands + 1] = argv[j] end
+        break
+      end
+    end
+    i = i + 1
+  end
+  return opts, operands
+end
+
+local function option_lines(specs)
+  local lines = {}
+  for _, s in ipairs(specs) do
+    local left = (s.short and ("-" .. s.short .. ", ") or "    ") .. "--" .. s.long .. (s.arg and ("=" .. s.arg) or "")
+    lines[#lines + 1] = ("  %-28s %s"):format(left, s.help or "")
+  end
+  return table.concat(lines, "\n")
+end
+
+local function load_command(name)
+  for _, c in ipairs(M.COMMANDS) do
+    if c == name then
+      local ok, mod = pcall(require, "migfix.commands." .. name)
+      if ok then return mod end
+      if type(mod) == "string" and mod:find("module 'migfix.commands." .. name .. "' not found", 1, true) then
+        ui.fail { message = ("command \"%s\" is not available in this build"):format(name), code = ui.EXIT.USAGE }
+      end
+      error(mod, 0)
+    end
+  end
+  return nil
+end
+
+function M.main_help(info)
+  local lines = {
+    "migfix " .. info.version .. " — get Prisma Migrate out of failed-migration states (P3009), with evidence",
+    "",
+    "Usage: migfix [OPTIONS] COMMAND [ARGS]",
+    "",
+    "Commands:",
+  }
+  for _, name in ipairs(M.COMMANDS) do
+    local ok, mod = pcall(require, "migfix.commands." .. name)
+    if ok and type(mod) == "table" then
+      lines[#lines + 1] = ("  %-10s %s"):format(name, mod.summary or "")
+    end
+  end
+  lines[#lines + 1] = ("  %-10s %s"):format("help", "show help for a command")
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Options:"
+  lines[#lines + 1] = option_lines(M.GLOBAL_OPTIONS)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Without migfix.lua, migfix behaves like Prisma: DATABASE_URL from the environment or .env,"
+  lines[#lines + 1] = "migrations in prisma/migrations, the ledger in the URL's ?schema= (default public)."
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = M.EXIT_HELP
+  return table.concat(lines, "\n")
+end
+
+function M.command_help(cmd)
+  local lines = {
+    "Usage: migfix " .. (cmd.usage or cmd.name),
+    "",
+    cmd.summary or "",
+  }
+  if cmd.description then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = cmd.description
+  end
+  if cmd.options and #cmd.options > 0 then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "Options:"
+    lines[#lines + 1] = option_lines(cmd.options)
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Global options:"
+  lines[#lines + 1] = option_lines(M.GLOBAL_OPTIONS)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = cmd.exit_help or M.EXIT_HELP
+  return table.concat(lines, "\n")
+end
+
+local function dispatch(argv, info)
+  local gopts, rest = M.parse(argv, 1, M.GLOBAL_OPTIONS, {}, true)
+  if gopts["no-color"] then ui.color = false end
+  if gopts.version then ui.out("migfix " .. info.version) return 0 end
+  local name = rest[1]
+  if name == nil then
+    if gopts.help then ui.out(M.main_help(info)) return 0 end
+    usage_error("no command given")
+  end
+  if name == "help" then
+    if rest[2] then
+      local cmd = load_command(rest[2])
+      if not cmd then usage_error(("unrecognized command \"%s\""):format(rest[2])) end
+      ui.out(M.command_help(cmd))
+    else
+      ui.out(M.main_help(info))
+    end
+    return 0
+  end
+  local cmd = load_command(name)
+  if not cmd then usage_error(("unrecognized command \"%s\""):format(name)) end
+  local specs = {}
+  for _, s in ipairs(M.GLOBAL_OPTIONS) do specs[#specs + 1] = s end
+  for _, s in ipairs(cmd.options or {}) do specs[#specs + 1] = s end
+  local opts, args = M.parse(rest, 2, specs, gopts, cmd.stop_at_operand, name)
+  if opts["no-color"] then ui.color = false end
+  if opts.help then ui.out(M.command_help(cmd)) return 0 end
+  local ctx = require("migfix.context").new(opts, info, name)
+  local ok, rc = pcall(cmd.run, ctx, opts, args)
+  ctx:cleanup()
+  if not ok then error(rc, 0) end
+  return rc or 0
+end
+
+function M.main(argv, info)
+  local ok, rc = xpcall(dispatch, function(e)
+    if ui.is_error(e) then return e end
+    return { internal = true, message = tostring(e), traceback = debug.traceback(tostring(e), 2) }
+  end, argv, info)
+  if ok then return math.type(rc) == "integer" and rc or 0 end
+  if ui.is_error(rc) then
+    ui.print_error(rc)
+    return rc.code or ui.EXIT.FAILURE
+  end
+  ui.print_error { message = "internal error: " .. rc.message,
+                   detail = rc.traceback, hint = "this is a bug in migfix or in a Lua script it ran; nothing further was written" }
+  return ui.EXIT.FAILURE
+end
+
 return M

@@ -1,0 +1,127 @@
+--- migfix status: every migration as Prisma sees it, and whether deploy would refuse.
+local ui = require "migfix.ui"
+local ledger = require "migfix.ledger"
+local json = require "migfix.json"
+local db = require "migfix.db"
+
+local C = {
+  name = "status",
+  summary = "show every migration's state in the ledger and whether prisma migrate deploy would refuse (P3009)",
+  usage = "status [--json]",
+  options = { { long = "json", help = "print a JSON document (see README \"status --json\")" } },
+}
+
+local STATE_COLOR = { applied = "green", failed = "red", pending = "yellow", rolled_back = "cyan", missing = "yellow" }
+
+local function jrow(r)
+  local o = {}
+  for _, c in ipairs(ledger.COLUMNS) do
+    local v = r[c]
+    o[c] = (v == nil or db.isnull(v)) and json.null or v
+  end
+  return o
+end
+
+function C.headline(st)
+  local s = st.summary
+  if st.deploy.refuses then
+    local names = {}
+    for _, f in ipairs(st.deploy.failed) do names[#names + 1] = f.name end
+    return ("P3009: prisma migrate deploy would refuse: %d failed migration%s (%s)"):format(
+      #names, #names == 1 and "" or "s", table.concat(names, ", ")), "failed"
+  elseif #st.deploy.pending > 0 then
+    return ("%d pending migration%s: prisma migrate deploy would apply %s"):format(
+      #st.deploy.pending, #st.deploy.pending == 1 and "" or "s", table.concat(st.deploy.pending, ", ")), "pending"
+  elseif not st.exists and s.total == 0 then
+    return "no migrations: the database is not managed by Prisma Migrate and there are no local migrations", "empty"
+  else
+    return ("up to date: %d migration%s applied"):format(s.applied, s.applied == 1 and "" or "s"), "clean"
+  end
+end
+
+function C.document(ctx, st)
+  local headline, kind = C.headline(st)
+  local migs = {}
+  for _, e in ipairs(st.migrations) do
+    local rows = {}
+    for _, r in ipairs(e.rows) do rows[#rows + 1] = jrow(r) end
+    migs[#migs + 1] = {
+      name = e.name, state = e.state,
+      ["local"] = e["local"] and { checksum = e.local_checksum or json.null, has_sql = e["local"].has_sql, path = e["local"].path } or json.null,
+      modified = e.modified or false, missing_locally = e.missing_locally, reapplied = e.reapplied or false,
+      rows = json.array(rows),
+    }
+  end
+  local pending = {}
+  for _, n in ipairs(st.deploy.pending or {}) do pending[#pending + 1] = n end
+  local failed = {}
+  for _, f in ipairs(st.deploy.failed or {}) do failed[#failed + 1] = { name = f.name, id = f.row.id, started_at = f.row.started_at } end
+  return {
+    headline = headline, status = kind,
+    environment = ctx:project().env_name, schema = st.schema, ledger_exists = st.exists,
+    deploy = { refuses = st.deploy.refuses, code = st.deploy.code or json.null,
+               failed = json.array(failed), pending = json.array(pending) },
+    prisma_status = { exit = st.prisma_status.exit, says = st.prisma_status.says },
+    summary = st.summary, problems = json.array(st.problems),
+    migrations = json.array(migs),
+  }
+end
+
+function C.needs_attention(st)
+  local s = st.summary
+  return st.deploy.refuses or #st.deploy.pending > 0 or s.modified > 0 or s.missing > 0 or #st.problems > 0
+end
+
+function C.print(ctx, st)
+  local headline, kind = C.headline(st)
+  local color = ({ failed = "red", pending = "yellow", clean = "green" })[kind] or "bold"
+  ui.out(ui.paint(headline, color))
+  local p = ctx:project()
+  ui.out(ui.paint(("environment %s · schema \"%s\" · %s"):format(p.env_name, st.schema, p.migrations_dir), "dim"))
+  if #st.migrations > 0 then
+    ui.out("")
+    local rows = {}
+    for _, e in ipairs(st.migrations) do
+      local notes = {}
+      if e.modified then notes[#notes + 1] = "local file changed since applied" end
+      if e.missing_locally then notes[#notes + 1] = "no local folder" end
+      if e.reapplied then notes[#notes + 1] = "rolled back, then applied again" end
+      if e["local"] and not e["local"].has_sql then notes[#notes + 1] = "no migration.sql" end
+      if e.state == "rolled_back" then notes[#notes + 1] = "deploy will re-run it (prisma status says up to date)" end
+      if e.state == "failed" then
+        local f
+        for _, r in ipairs(e.rows) do if ledger.is_failed(r) then f = r end end
+        notes[#notes + 1] = "started " .. tostring(f.started_at) .. (ledger.null(f.logs) and ", no logs" or "")
+      end
+      rows[#rows + 1] = { name = e.name, state = e.state, checksum = ui.short(e.local_checksum), rows = #e.rows,
+                          note = table.concat(notes, "; ") }
+    end
+    ui.table({
+      { key = "name", title = "MIGRATION" },
+      { key = "state", title = "STATE", color = function(r) return STATE_COLOR[r.state] end },
+      { key = "checksum", title = "LOCAL" },
+      { key = "rows", title = "ROWS" },
+      { key = "note", title = "NOTE" },
+    }, rows, "  ")
+  end
+  for _, pr in ipairs(st.problems) do ui.out(ui.paint("problem: ", "red") .. pr) end
+  if st.deploy.refuses then
+    ui.out("")
+    ui.out("Prisma says:")
+    for _, l in ipairs(ledger.p3009_lines(st.deploy.failed)) do ui.out("  " .. l) end
+    ui.out("next: migfix diagnose   (what of each failed migration exists in the database)")
+  end
+end
+
+function C.run(ctx, opts)
+  local conn = ctx:connect { readonly = true }
+  local st = ctx:state(conn)
+  if opts.json then
+    ui.out(json.encode(C.document(ctx, st), { pretty = true }))
+  else
+    C.print(ctx, st)
+  end
+  return C.needs_attention(st) and ui.EXIT.ATTENTION or ui.EXIT.OK
+end
+
+return C

@@ -1,0 +1,233 @@
+--- The run context of one command: options, project (config, environment,
+--- URL, migrations folder), database connections and cleanups.
+local ui = require "migfix.ui"
+local config = require "migfix.config"
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+local M = {}
+
+local function abspath(p, base)
+  if p:sub(1, 1) == "/" then return p end
+  if base == nil or base == "." then
+    local cwd = os.getenv("PWD")
+    local ok, unistd = pcall(require, "posix.unistd")
+    if ok then cwd = unistd.getcwd() or cwd end
+    base = cwd or "."
+  end
+  return (base .. "/" .. p):gsub("/%./", "/"):gsub("/%.$", "")
+end
+M.abspath = abspath
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+function M.new(opts, info, command)
+  return setmetatable({ opts = opts, info = info, command = command, cleanups = {}, conns = {} }, Ctx)
+end
+
+--- Run fn at the end of the command, in reverse order of registration.
+function Ctx:defer(fn) table.insert(self.cleanups, fn) end
+
+function Ctx:cleanup()
+  for i = #self.cleanups, 1, -1 do pcall(self.cleanups[i]) end
+  self.cleanups = {}
+  for _, c in ipairs(self.conns) do pcall(c.close, c) end
+  self.conns = {}
+end
+
+--- Resolve the project: root, configuration, environment, URL, migrations.
+function Ctx:project()
+  if self._project then return self._project end
+  local o = self.opts
+  local root = abspath(o.project or ".")
+  local p = { root = root }
+  local cfg_path = o.config and abspath(o.config) or (root .. "/migfix.lua")
+  if o.config and not exists(cfg_path) then
+    ui.fail { message = ("configuration file \"%s\" does not exist"):format(o.config), code = ui.EXIT.USAGE }
+  end
+  if exists(cfg_path) then p.config = config.load(cfg_path) end
+
+  local env_name = o.env or os.getenv("MIGFIX_ENV")
+  if env_name == "" then env_name = nil end
+  local env = {}
+  if p.config then
+    env_name = env_name or p.config.default_environment
+    if env_name then
+      env = p.config.environments[env_name]
+      if not env then
+        local names = {}
+        for n in pairs(p.config.environments) do names[#names + 1] = n end
+        table.sort(names)
+        ui.fail { message = ("unrecognized environment \"%s\" (%s)"):format(env_name, cfg_path),
+                  hint = #names > 0 and ("environments declared there: " .. table.concat(names, ", "))
+                                    or "declare it under environments = { ... } in migfix.lua",
+                  code = ui.EXIT.USAGE }
+      end
+    end
+  elseif env_name then
+    ui.fail { message = ("unrecognized environment \"%s\": there is no migfix.lua in %s"):format(env_name, root),
+              hint = "create migfix.lua declaring environments, or drop --env", code = ui.EXIT.USAGE }
+  end
+  p.env_name = env_name or "default"
+  p.env = env
+
+  -- URL: --url > environment's url > $DATABASE_URL > .env / prisma/.env
+  local dot
+  local function dotenv(name)
+    if dot == nil then
+      dot = config.dotenv(root .. "/.env") or {}
+      for k, v in pairs(config.dotenv(root .. "/prisma/.env") or {}) do if dot[k] == nil then dot[k] = v end end
+    end
+    return dot[name]
+  end
+  local function from_env(name)
+    local v = os.getenv(name)
+    if v and v ~= "" then return v, "$" .. name end
+    v = dotenv(name)
+    if v and v ~= "" then return v, name .. " in .env" end
+    return nil
+  end
+  if o.url then
+    p.url, p.url_source = o.url, "--url"
+  elseif type(env.url) == "string" then
+    p.url, p.url_source = env.url, "migfix.lua"
+  elseif type(env.url) == "table" then
+    p.url, p.url_source = from_env(env.url.env)
+    p.url_wanted = env.url.env
+  else
+    p.url, p.url_source = from_env("DATABASE_URL")
+    p.url_wanted = "DATABASE_URL"
+  end
+
+  p.migrations_dir = abspath(o.migrations or env.migrations or "prisma/migrations", o.migrations and nil or root)
+  p.policies = env.policies or config.DEFAULT_CHAIN
+  p.policy_paths = {}
+  for _, d in ipairs((p.config and p.config.policy_paths) or {}) do table.insert(p.policy_paths, abspath(d, root)) end
+  for _, d in ipairs(env.policy_paths or {}) do table.insert(p.policy_paths, abspath(d, root)) end
+  p.timeouts = env.timeouts or {}
+  p.backup = env.backup or {}
+  p.backup_dir = abspath((env.backup and env.backup.dir) or (".migfix/backups/" .. p.env_name), root)
+  p.journal_schema = (env.journal and env.journal.schema) or "migfix"
+  p.journal_file = abspath((env.journal and env.journal.file) or ".migfix/journal.jsonl", root)
+  p.confirm = env.confirm or "none"
+  p.forbid = {}
+  for _, a in ipairs(env.forbid or {}) do p.forbid[a] = true end
+  p.after = env.after or {}
+  p.unit = env.unit or "file"
+  self._project = p
+  return p
+end
+
+--- The database URL, or a usage error saying where migfix looked.
+function Ctx:url()
+  local p = self:project()
+  if not p.url then
+    ui.fail { message = "no database URL",
+              detail = ("looked for --url, %s in the environment and in %s/.env"):format(p.url_wanted or "DATABASE_URL", p.root),
+              hint = "set DATABASE_URL (as for Prisma), or pass --url postgresql://USER@HOST:5432/DB?schema=public",
+              code = ui.EXIT.USAGE }
+  end
+  return p.url
+end
+
+--- The ledger schema: migfix.lua's schema, else the URL's ?schema=, else public.
+function Ctx:schema()
+  local p = self:project()
+  if p.schema then return p.schema end
+  local db = require "migfix.db"
+  local parsed, err = db.parse_url(self:url())
+  if not parsed then
+    ui.fail { message = err, hint = "a database URL looks like postgresql://USER:PASSWORD@HOST:5432/DB?schema=public", code = ui.EXIT.USAGE }
+  end
+  p.parsed_url = parsed
+  p.schema = p.env.schema or parsed.schema or "public"
+  return p.schema
+end
+
+--- Connect to the project's database. opts.readonly makes the server refuse
+--- every write (default_transaction_read_only). Failures end the command
+--- with exit 3 (unreachable, authentication) or 2 (malformed URL).
+function Ctx:connect(opts)
+  opts = opts or {}
+  local db = require "migfix.db"
+  local p = self:project()
+  local url = opts.url or self:url()
+  if not opts.url then self:schema() end
+  local t = p.timeouts
+  local conn, err, info = db.connect(url, {
+    readonly = opts.readonly or false,
+    application_name = "migfix",
+    connect_timeout = tonumber(t.connect) or 10,
+    lock_timeout = t.lock_timeout and tostring(t.lock_timeout) or nil,
+    statement_timeout = t.statement_timeout and tostring(t.statement_timeout) or nil,
+  })
+  if not conn then
+    info = info or {}
+    if info.kind == "url" then
+      ui.fail { message = err, hint = "a database URL looks like postgresql://USER:PASSWORD@HOST:5432/DB?schema=public", code = ui.EXIT.USAGE }
+    elseif info.kind == "auth" then
+      ui.fail { message = err, hint = "check the user and password in " .. (p.url_source or "the URL"), code = ui.EXIT.CONNECT }
+    end
+    ui.fail { message = err, hint = "is the server running and reachable? the URL came from " .. (p.url_source or "--url"),
+              code = ui.EXIT.CONNECT }
+  end
+  table.insert(self.conns, conn)
+  return conn
+end
+
+--- Local migration folders in Prisma's order, with the lock file checked.
+function Ctx:migrations()
+  if self._migrations then return self._migrations end
+  local mig = require "migfix.migrations"
+  local p = self:project()
+  local list, err, info = mig.list(p.migrations_dir)
+  if not list then
+    ui.fail { message = err,
+              hint = (info and info.missing) and "pass --migrations DIR, or run migfix from the project root (where prisma/migrations is)" or nil,
+              code = ui.EXIT.USAGE }
+  end
+  local provider, perr = mig.lock_provider(p.migrations_dir)
+  if perr then ui.fail { message = perr, code = ui.EXIT.USAGE } end
+  if provider and provider ~= "postgresql" then
+    ui.fail { message = ("migrations in \"%s\" are for provider \"%s\"; migfix supports postgresql only"):format(p.migrations_dir, provider),
+              detail = "migration_lock.toml names the provider the migrations were generated for (Prisma refuses a switch with P3019)",
+              code = ui.EXIT.USAGE }
+  end
+  self._migrations = list
+  return list
+end
+
+
+--- Local migrations with their text and checksum, the ledger, and Prisma's
+--- classification of both. Unreadable migration.sql files are errors.
+function Ctx:state(conn)
+  local mig = require "migfix.migrations"
+  local ledger = require "migfix.ledger"
+  local list = self:migrations()
+  for _, m in ipairs(list) do
+    if m.has_sql and not m.text then
+      local text, err = mig.read(m.sql_path)
+      if not text then
+        ui.fail { message = err, hint = "restore the file or fix its permissions (Prisma fails on it with P3015)", code = ui.EXIT.USAGE }
+      end
+      m.text = text
+      m.checksum = mig.checksum(text)
+    end
+  end
+  local schema = self:schema()
+  local l, err, info = ledger.read(conn, schema)
+  if not l then
+    ui.fail { message = "could not read the Prisma ledger: " .. err, detail = info and info.detail, code = ui.EXIT.FAILURE }
+  end
+  local st = ledger.classify(list, l)
+  st.locals = list
+  st.ledger = l
+  return st
+end
+
+return M
