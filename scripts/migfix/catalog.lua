@@ -3,11 +3,14 @@
 --- snapshot"). The server builds one JSON document (json_build_object /
 --- json_agg over pg_catalog); `from_document` turns it into keyed maps.
 ---
---- Nothing here takes a lock stronger than the catalog reads themselves:
---- pg_total_relation_size (which opens the relation with ACCESS SHARE) is
---- skipped for a relation on which an ACCESS EXCLUSIVE lock is held or
---- awaited, so a hung migration cannot block the snapshot; `bytes` is then nil
---- and `bytes_skipped = "locked"`.
+--- Locks: pg_total_relation_size and the deparse functions (pg_get_expr,
+--- pg_get_indexdef, pg_get_constraintdef) open the relation with ACCESS SHARE,
+--- which waits behind an ACCESS EXCLUSIVE lock (a hung or concurrent
+--- migration). They are skipped for a relation on which another session holds
+--- or awaits ACCESS EXCLUSIVE: the table, index or constraint then has
+--- `locked = true` and those fields (bytes, default, predicate, expression
+--- columns, definitions) are nil. A lock taken between the check and the call
+--- can still make the query wait, so callers should set lock_timeout.
 -- @module migfix.catalog
 local M = {}
 
@@ -63,7 +66,7 @@ SELECT pg_catalog.json_build_object(
               'name', a.attname,
               'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
               'not_null', a.attnotnull,
-              'default', pg_catalog.pg_get_expr(ad.adbin, ad.adrelid),
+              'default', CASE WHEN NOT r.locked THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
               'identity', nullif(a.attidentity, ''),
               'generated', nullif(a.attgenerated, ''),
               'position', a.attnum) ORDER BY a.attnum), '[]')
@@ -73,12 +76,14 @@ SELECT pg_catalog.json_build_object(
       ) ORDER BY r.nspname, r.relname), '[]') FROM rels r),
   'indexes', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', ic.relname, 'table', tc.relname, 'oid', ic.oid::int8,
+        'locked', (i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked)),
         'unique', i.indisunique, 'primary', i.indisprimary, 'valid', i.indisvalid,
         'ready', i.indisready, 'method', am.amname,
-        'predicate', pg_catalog.pg_get_expr(i.indpred, i.indrelid),
-        'definition', pg_catalog.pg_get_indexdef(i.indexrelid),
+        'predicate', CASE WHEN NOT (i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_expr(i.indpred, i.indrelid) END,
+        'definition', CASE WHEN NOT (i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_indexdef(i.indexrelid) END,
         'columns', (SELECT coalesce(pg_catalog.json_agg(
               CASE WHEN k.attnum <> 0 THEN pg_catalog.to_json(a.attname)
+                   WHEN i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked) THEN pg_catalog.json_build_object('expr', NULL, 'locked', true)
                    ELSE pg_catalog.json_build_object('expr', pg_catalog.pg_get_indexdef(i.indexrelid, k.ord::int, true)) END
               ORDER BY k.ord), '[]')
             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
@@ -106,9 +111,10 @@ SELECT pg_catalog.json_build_object(
         'on_delete', CASE WHEN co.contype = 'f' THEN co.confdeltype END,
         'on_update', CASE WHEN co.contype = 'f' THEN co.confupdtype END,
         'validated', co.convalidated,
+        'locked', (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)),
         'index', ixc.relname,
-        'expr', CASE WHEN co.contype = 'c' THEN pg_catalog.pg_get_constraintdef(co.oid, true) END,
-        'definition', pg_catalog.pg_get_constraintdef(co.oid, true)
+        'expr', CASE WHEN co.contype = 'c' AND NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END,
+        'definition', CASE WHEN NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END
       ) ORDER BY n.nspname, tc.relname, co.conname), '[]')
       FROM pg_catalog.pg_constraint co
       JOIN pg_catalog.pg_class tc ON tc.oid = co.conrelid

@@ -1,0 +1,166 @@
+--- migfix diagnose: verify failed migrations object by object against the live database.
+local ui = require "migfix.ui"
+local json = require "migfix.json"
+local diagnose = require "migfix.diagnose"
+
+local C = {
+  name = "diagnose",
+  summary = "check each failed migration object by object against the database: complete, absent, partial, drifted",
+  usage = "diagnose [NAME...] [--json] [--objects]",
+  description = [[Default: every failed migration. For each: the verdict (complete | absent | partial |
+drifted | unverifiable), whether migration.sql changed since the failed attempt, the
+recorded error (SQLSTATE, class), the statement that most likely failed, and the objects.
+The connection is read-only (enforced by the server).]],
+  options = {
+    { long = "json", help = "print a JSON document (fields in README \"diagnose --json\")" },
+    { long = "objects", help = "list every object, not only those that are not as expected" },
+  },
+}
+
+local VERDICT_COLOR = { complete = "green", absent = "cyan", partial = "red", drifted = "red", unverifiable = "yellow" }
+
+local function jv(v) if v == nil then return json.null end return v end
+
+local function item_doc(it)
+  return {
+    kind = it.kind, schema = jv(it.schema), name = it.name, table = jv(it.table), action = it.action,
+    state = it.state, statement = jv(it.stmt), line = jv(it.line),
+    diffs = json.array(it.diffs or {}),
+  }
+end
+
+function C.document(diags)
+  local list = {}
+  for _, d in ipairs(diags) do
+    local items = {}
+    for _, it in ipairs(d.evidence and d.evidence.items or {}) do items[#items + 1] = item_doc(it) end
+    list[#list + 1] = {
+      name = d.name, state = d.state, verdict = d.verdict, summary = d.summary,
+      file = d.file or json.null,
+      failed_row = d.row and { id = d.row.id, started_at = d.row.started_at, checksum = d.row.checksum } or json.null,
+      error = d.error or json.null,
+      likely_failed_statement = d.likely_failed_statement or json.null,
+      execution = d.execution or json.null,
+      inconsistent = jv(d.inconsistent),
+      counts = d.evidence and d.evidence.counts or json.null,
+      objects = json.array(items),
+    }
+  end
+  return { failed = #diags, migrations = json.array(list) }
+end
+
+local function describe(v)
+  if v == nil then return "" end
+  if type(v) == "table" then
+    local parts = {}
+    for _, x in ipairs(v) do parts[#parts + 1] = type(x) == "table" and (x.expr or "?") or tostring(x) end
+    return table.concat(parts, ",")
+  end
+  return tostring(v)
+end
+
+local function full_name(it)
+  local n = it.name
+  if it.table and it.kind ~= "table" then n = it.table .. "." .. n end
+  if it.enum then n = it.enum .. "." .. n end
+  return n
+end
+
+function C.print(diags, opts)
+  for k, d in ipairs(diags) do
+    if k > 1 then ui.out("") end
+    ui.out(ui.paint(d.name, "bold") .. ": " .. ui.paint(d.verdict:upper(), VERDICT_COLOR[d.verdict] or "bold") .. " — " .. (d.summary or ""))
+    if d.file then
+      if d.file.changed_since_failure == nil then
+        ui.out("  file: " .. d.file.path)
+      elseif d.file.changed_since_failure then
+        ui.out(("  file: changed since the failed attempt (now %s, then %s)"):format(ui.short(d.file.checksum), ui.short(d.file.failed_checksum)))
+      else
+        ui.out(("  file: unchanged since the failed attempt (%s)"):format(ui.short(d.file.checksum)))
+      end
+    end
+    if d.execution then
+      if d.execution.all_or_nothing then
+        ui.out("  runs as: one implicit transaction (all or nothing)")
+      else
+        local why = {}
+        for _, s in ipairs(d.execution.tx_control) do why[#why + 1] = "transaction control at line " .. s.line end
+        for _, s in ipairs(d.execution.non_transactional) do why[#why + 1] = s.reason .. " at line " .. s.line end
+        if d.execution.unit == "statement" then why[#why + 1] = "statement-by-statement engine" end
+        ui.out("  runs as: several transactions (" .. table.concat(why, "; ") .. ")")
+      end
+    end
+    if d.error then
+      local e = d.error
+      ui.out(("  error: %s%s[%s]"):format(e.sqlstate and (e.sqlstate .. " ") or "", e.message and (e.message .. " ") or "", e.class or "unknown"))
+      if e.detail then ui.out("         " .. e.detail) end
+    end
+    if d.likely_failed_statement then
+      local s = d.likely_failed_statement
+      ui.out(("  likely failed: statement %s at line %s%s"):format(s.index or "?", s.line or "?", s.reason and (" — " .. s.reason) or ""))
+    end
+    if d.inconsistent then ui.out(ui.paint("  note: ", "yellow") .. d.inconsistent) end
+    if d.evidence then
+      local c = d.evidence.counts or {}
+      local parts = {}
+      for _, k2 in ipairs({ "present", "missing", "different", "absent", "still_present", "unverifiable" }) do
+        if (c[k2] or 0) > 0 then parts[#parts + 1] = c[k2] .. " " .. k2:gsub("_", " ") end
+      end
+      -- per kind, present objects
+      local kinds, order = {}, {}
+      for _, it in ipairs(d.evidence.items) do
+        if it.kind ~= "column" or it.state ~= "present" then
+          if not kinds[it.kind] then kinds[it.kind] = 0; order[#order + 1] = it.kind end
+          kinds[it.kind] = kinds[it.kind] + 1
+        end
+      end
+      local kk = {}
+      for _, k2 in ipairs(order) do kk[#kk + 1] = kinds[k2] .. " " .. k2 .. (kinds[k2] == 1 and "" or "s") end
+      ui.out("  objects: " .. table.concat(parts, ", ") .. (#kk > 0 and (" (" .. table.concat(kk, ", ") .. ")") or ""))
+      local rows = {}
+      for _, it in ipairs(d.evidence.items) do
+        local show = opts.objects or (it.state ~= "present" and it.state ~= "absent")
+        if show then
+          local exp = it.action == "drop" and "absent" or (it.action == "unverifiable" and "?" or "present")
+          local found = ({ present = "yes", missing = "missing", different = "different", absent = "absent",
+                           still_present = "still there", unverifiable = "-" })[it.state] or it.state
+          local detail = {}
+          for _, df in ipairs(it.diffs or {}) do
+            detail[#detail + 1] = ("%s: expected %s, found %s"):format(df.field, describe(df.expected), describe(df.found))
+          end
+          if it.state == "unverifiable" and it.text then detail[#detail + 1] = it.text:gsub("%s+", " "):sub(1, 60) end
+          rows[#rows + 1] = { kind = it.kind, name = full_name(it), expected = exp, found = found,
+                              line = it.line or "", detail = table.concat(detail, "; ") }
+        end
+      end
+      if #rows > 0 then
+        ui.out("")
+        ui.table({
+          { key = "kind", title = "KIND" }, { key = "name", title = "NAME" },
+          { key = "expected", title = "EXPECTED" },
+          { key = "found", title = "FOUND", color = function(r)
+              return (r.found == "yes" or r.found == "absent") and "green" or (r.found == "-" and "yellow" or "red") end },
+          { key = "line", title = "LINE" }, { key = "detail", title = "DETAIL" },
+        }, rows, "  ")
+      end
+    end
+  end
+end
+
+function C.run(ctx, opts, args)
+  local conn = ctx:connect { readonly = true }
+  local st = ctx:state(conn)
+  local diags = diagnose.run(ctx, conn, st, args)
+  if opts.json then
+    ui.out(json.encode(C.document(diags), { pretty = true }))
+  elseif #diags == 0 then
+    ui.out(ui.paint("no failed migrations: nothing to diagnose", "green"))
+  else
+    C.print(diags, opts)
+  end
+  local any_failed = false
+  for _, d in ipairs(diags) do if d.state == "failed" then any_failed = true end end
+  return any_failed and ui.EXIT.ATTENTION or ui.EXIT.OK
+end
+
+return C
