@@ -401,6 +401,7 @@ static void push_item(lua_State *L, const cJSON *it)
     } else if (cJSON_IsString(it)) lua_pushstring(L, it->valuestring);
     else if (cJSON_IsArray(it)) {
         lua_newtable(L);
+        luaL_setmetatable(L, ARRAY_MT); /* [] decodes and re-encodes as [] */
         lua_Integer i = 0;
         for (const cJSON *c = it->child; c; c = c->next) {
             push_item(L, c);
