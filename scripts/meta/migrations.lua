@@ -1,0 +1,54 @@
+---@meta migfix.migrations
+-- LuaLS stub for the C module engine/migrations.c: the migrations folder as
+-- Prisma's CLI reads it (listMigrations.ts, schema-connector checksum.rs).
+local migrations = {}
+
+---@class migfix.migrations.Entry
+---@field name string folder name = migration name
+---@field path string dir .. "/" .. name
+---@field sql_path string path .. "/migration.sql"
+---@field has_sql boolean migration.sql is a readable regular file
+
+---@class migfix.migrations.FailInfo
+---@field missing boolean ENOENT or ENOTDIR
+---@field errno integer
+
+---Immediate real subdirectories (no symlinks, no files), sorted like
+---`a.localeCompare(b)` (ICU root collation), ties broken bytewise.
+---@param dir string
+---@return migfix.migrations.Entry[]
+---@overload fun(dir: string): nil, string, migfix.migrations.FailInfo
+function migrations.list(dir) end
+
+---The file's bytes as they are (BOM and CRLF kept).
+---@param path string
+---@return string text
+---@overload fun(path: string): nil, string, migfix.migrations.FailInfo -- could not read migration file "PATH": reason
+function migrations.read(path) end
+
+---Prisma's checksum: lowercase zero-padded hex SHA-256 of the bytes.
+---@param text string
+---@return string
+function migrations.checksum(text) end
+
+---Prisma's tolerant comparison (as is, CRLF->LF, LF->CRLF; legacy
+---non-padded format when stored is non-empty and not 64 characters).
+---@param text string
+---@param stored string
+---@return boolean
+function migrations.matches(text, stored) end
+
+---Provider from <dir>/migration_lock.toml, parsed like Prisma; nil without
+---a lock file; "<PROVIDER NOT FOUND>" when no line starts with "provider".
+---@param dir string
+---@return string|nil provider
+---@overload fun(dir: string): nil, string, migfix.migrations.FailInfo
+function migrations.lock_provider(dir) end
+
+---Collation order of two names: -1, 0 or 1 (0 only for collation-equal names).
+---@param a string
+---@param b string
+---@return integer
+function migrations.compare(a, b) end
+
+return migrations
