@@ -53,6 +53,7 @@ rels AS (
 SELECT pg_catalog.json_build_object(
   'server_version', pg_catalog.current_setting('server_version_num')::int,
   'database', pg_catalog.current_database(),
+  'requested', pg_catalog.to_json(%s::text[]),
   'schemas', (SELECT coalesce(pg_catalog.json_agg(ns.nspname ORDER BY ns.nspname), '[]') FROM ns),
   'extensions', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'name', e.extname, 'version', e.extversion, 'schema', en.nspname) ORDER BY e.extname), '[]')
@@ -66,6 +67,7 @@ SELECT pg_catalog.json_build_object(
               'name', a.attname,
               'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
               'not_null', a.attnotnull,
+              'has_default', ad.oid IS NOT NULL,
               'default', CASE WHEN NOT r.locked THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END,
               'identity', nullif(a.attidentity, ''),
               'generated', nullif(a.attgenerated, ''),
@@ -240,6 +242,7 @@ function M.from_document(doc, null)
   local snap = {
     server_version = doc.server_version,
     database = doc.database,
+    requested = {},                 -- set of the schema names asked for
     schemas = {}, extensions = {}, extension_info = {},
     tables = {}, views = {}, matviews = {}, foreign_tables = {},
     indexes = {}, constraints = {}, enums = {}, sequences = {},
@@ -247,6 +250,7 @@ function M.from_document(doc, null)
     comments = { table = {}, column = {}, type = {} },
   }
   for _, s in ipairs(list(doc.schemas)) do snap.schemas[s] = true end
+  for _, s in ipairs(list(doc.requested)) do snap.requested[s] = true end
   for _, e in ipairs(list(doc.extensions)) do
     snap.extensions[e.name] = e.version
     snap.extension_info[e.name] = e

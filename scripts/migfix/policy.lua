@@ -1,0 +1,205 @@
+--- Policy runtime: load policies from the search path into a sandbox, walk
+--- a chain top down, and collect the actions of the first policy that
+--- applies. A policy only DECIDES (it returns actions through `plan`); the
+--- engine executes them afterwards, so a policy that throws half way has
+--- written nothing. See docs/policies.md.
+local ui = require "migfix.ui"
+
+local M = {}
+
+M.ACTIONS = { "backup", "mark_applied", "mark_rolled_back", "redeploy", "refuse", "note", "check" }
+M.DEADLINE_SECONDS = 5
+
+local function copy(t)
+  local o = {}
+  for k, v in pairs(t) do o[k] = v end
+  return o
+end
+
+--- The allow-listed base every policy runs on: no io, no os.execute/exit,
+--- no load/loadfile/dofile/require (except declared modules), no
+--- string.dump; reading or writing an undeclared global raises.
+function M.sandbox(file, declared)
+  local str = copy(string)
+  str.dump = nil
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, pairs = pairs, next = next, select = select,
+    tonumber = tonumber, tostring = tostring, type = type, pcall = pcall, rawequal = rawequal,
+    rawget = rawget, rawlen = rawlen, setmetatable = setmetatable, getmetatable = getmetatable,
+    string = str, table = copy(table), math = copy(math), utf8 = copy(utf8),
+    os = { time = os.time, date = os.date, clock = os.clock, getenv = os.getenv },
+  }
+  local required = {}
+  env.require = function(name)
+    if type(name) == "string" and (name == "posix" or name:match("^posix%.")) then
+      required[#required + 1] = name
+      return require(name)
+    end
+    error(("policies cannot require \"%s\"; only luaposix (declare needs = { \"posix\" })"):format(tostring(name)), 2)
+  end
+  setmetatable(env, {
+    __index = function(_, k) error(("undefined global '%s'"):format(tostring(k)), 2) end,
+    __newindex = function(_, k) error(("assignment to undeclared global '%s' (use local)"):format(tostring(k)), 2) end,
+  })
+  return env, required
+end
+
+local function with_deadline(fn, ...)
+  local deadline = os.clock() + M.DEADLINE_SECONDS
+  debug.sethook(function()
+    if os.clock() > deadline then
+      debug.sethook()
+      error(("policy ran longer than %d s (deadline)"):format(M.DEADLINE_SECONDS), 2)
+    end
+  end, "", 100000)
+  local res = table.pack(xpcall(fn, function(e)
+    if ui.is_error(e) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, ...))
+  debug.sethook()
+  return table.unpack(res, 1, res.n)
+end
+
+--- Find NAME.lua in the search path (team directories first, then the
+--- shipped policies/).
+function M.find(name, paths)
+  if type(name) ~= "string" or not name:match("^[%w_%-%.]+$") then
+    ui.fail { message = ("invalid policy name \"%s\""):format(tostring(name)), code = ui.EXIT.USAGE }
+  end
+  for _, dir in ipairs(paths) do
+    local p = dir .. "/" .. name .. ".lua"
+    local f = io.open(p, "rb")
+    if f then f:close() return p end
+  end
+  ui.fail { message = ("unrecognized policy \"%s\""):format(name),
+            detail = "looked in: " .. table.concat(paths, ", "),
+            hint = "check the policies list of the environment in migfix.lua, or add the directory to policy_paths",
+            code = ui.EXIT.USAGE }
+end
+
+--- Load a policy file (text only) in a fresh sandbox; check its shape.
+function M.load(path)
+  local env, required = M.sandbox(path)
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then
+    ui.fail { message = "syntax error in policy: " .. err, code = ui.EXIT.USAGE }
+  end
+  local ok, pol = with_deadline(chunk)
+  if not ok then
+    ui.fail { message = ("policy %s failed to load: %s"):format(path, tostring(pol):match("^[^\n]*")), detail = tostring(pol), code = ui.EXIT.USAGE }
+  end
+  if type(pol) ~= "table" or type(pol.name) ~= "string" or type(pol.applies) ~= "function" or type(pol.decide) ~= "function" then
+    ui.fail { message = ("policy %s must return a table with name, applies(m, env) and decide(m, plan)"):format(path),
+              hint = "see docs/policies.md for a complete example", code = ui.EXIT.USAGE }
+  end
+  for k in pairs(pol) do
+    if not ({ name = true, description = true, applies = true, decide = true, needs = true })[k] then
+      ui.fail { message = ("policy %s: unrecognized field \"%s\" (expected name, description, needs, applies, decide)"):format(path, tostring(k)), code = ui.EXIT.USAGE }
+    end
+  end
+  if #required > 0 then
+    local declared = false
+    for _, n in ipairs(pol.needs or {}) do if n == "posix" then declared = true end end
+    if not declared then
+      ui.fail { message = ("policy %s uses luaposix but does not declare it"):format(path), hint = "add needs = { \"posix\" } to the policy table", code = ui.EXIT.USAGE }
+    end
+  end
+  pol.file = path
+  return pol
+end
+
+function M.load_chain(names, paths)
+  local chain = {}
+  for _, n in ipairs(names) do chain[#chain + 1] = M.load(M.find(n, paths)) end
+  return chain
+end
+
+--- The plan object handed to decide(): each call appends one action.
+local Plan = {}
+Plan.__index = Plan
+
+local function add(self, kind, t)
+  t = t or {}
+  t.action = kind
+  self.actions[#self.actions + 1] = t
+  return self
+end
+
+local function checked(call, t, allowed)
+  if t == nil then return {} end
+  if type(t) ~= "table" then error(("%s expects a table: %s"):format(call, call .. " { ... }"), 3) end
+  for k in pairs(t) do
+    if not allowed[k] then error(("%s: unrecognized option \"%s\""):format(call, tostring(k)), 3) end
+  end
+  return t
+end
+
+--- plan:backup{ scope = "full"|"schema"|"ledger", reason = "..." }
+function Plan:backup(t) return add(self, "backup", checked("plan:backup", t, { scope = true, reason = true })) end
+--- plan:mark_applied() — `resolve --applied` for this migration
+function Plan:mark_applied() return add(self, "mark_applied") end
+--- plan:mark_rolled_back() — `resolve --rolled-back` for this migration
+function Plan:mark_rolled_back() return add(self, "mark_rolled_back") end
+--- plan:redeploy() — mark rolled back and deploy the current file, under one lock
+function Plan:redeploy() return add(self, "redeploy") end
+--- plan:check() — after the writes, verify the ledger shows it applied and nothing failed
+function Plan:check() return add(self, "check") end
+--- plan:note(text) — a line in the report
+function Plan:note(text) return add(self, "note", { text = tostring(text) }) end
+--- plan:refuse(reason, { hint = "...", objects = {...} }) — no write; exit 1
+function Plan:refuse(reason, t)
+  t = checked("plan:refuse", t, { hint = true, objects = true })
+  t.reason = tostring(reason)
+  return add(self, "refuse", t)
+end
+
+--- A read-only, deep copy of the evidence for policies.
+local function freeze(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local proxy = {}
+  seen[v] = proxy
+  local store = {}
+  for k, x in pairs(v) do store[k] = freeze(x, seen) end
+  return setmetatable(proxy, {
+    __index = store,
+    __newindex = function() error("the evidence is read-only", 2) end,
+    __pairs = function() return next, store, nil end,
+    __len = function() return #store end,
+  })
+end
+M.freeze = freeze
+
+--- Walk the chain for one migration's evidence m. Returns
+--- {policy, actions} for the first policy that applies, or nil and the
+--- list of {policy, why} that did not apply.
+function M.evaluate(chain, m, envinfo)
+  local reasons = {}
+  local fm = freeze(m)
+  local fe = freeze(envinfo or {})
+  for _, pol in ipairs(chain) do
+    local ok, applies, why = with_deadline(pol.applies, fm, fe)
+    if not ok then
+      ui.fail { message = ("policy \"%s\" failed in applies(): %s"):format(pol.name, tostring(applies):match("^[^\n]*")),
+                detail = tostring(applies), hint = "fix the policy file; nothing was written", code = ui.EXIT.FAILURE }
+    end
+    if applies then
+      local plan = setmetatable({ actions = {}, policy = pol.name }, Plan)
+      local dok, derr = with_deadline(pol.decide, fm, plan, fe)
+      if not dok then
+        ui.fail { message = ("policy \"%s\" failed in decide(): %s"):format(pol.name, tostring(derr):match("^[^\n]*")),
+                  detail = tostring(derr), hint = "fix the policy file; nothing was written (policies only decide, the engine writes afterwards)",
+                  code = ui.EXIT.FAILURE }
+      end
+      if #plan.actions == 0 then
+        plan.actions[1] = { action = "refuse", reason = ("policy \"%s\" applied but decided nothing"):format(pol.name) }
+      end
+      return { policy = pol, actions = plan.actions }
+    end
+    reasons[#reasons + 1] = { policy = pol.name, why = why or "does not apply" }
+  end
+  return nil, reasons
+end
+
+return M

@@ -1,0 +1,152 @@
+-- migfix.sql: libpg_query parse / split / span / fingerprint
+local H = require "helper"
+local sql = require "migfix.sql"
+
+local T = {}
+
+T["module leaves globals alone and exports the API"] = function()
+  local before = {}
+  for k in pairs(_G) do before[k] = true end
+  package.loaded["migfix.sql"] = nil
+  local m = require "migfix.sql"
+  for k in pairs(_G) do H.ok(before[k], "new global " .. tostring(k)) end
+  for _, f in ipairs { "parse", "split", "span", "fingerprint" } do
+    H.eq(type(m[f]), "function", f)
+  end
+end
+
+T["parse returns the tree as Lua tables"] = function()
+  local t = assert(sql.parse('CREATE TABLE "SLAPolicy" ("id" TEXT NOT NULL, "n" INTEGER DEFAULT 3)'))
+  H.eq(math.type(t.version), "integer")
+  H.eq(#t.stmts, 1)
+  local cs = t.stmts[1].stmt.CreateStmt
+  H.eq(cs.relation.relname, "SLAPolicy")
+  H.eq(cs.relation.inh, true)
+  local col = cs.tableElts[1].ColumnDef
+  H.eq(col.colname, "id")
+  H.eq(col.typeName.names[1].String.sval, "text")
+  H.eq(col.constraints[1].Constraint.contype, "CONSTR_NOTNULL")
+  local def = cs.tableElts[2].ColumnDef.constraints[1].Constraint.raw_expr.A_Const
+  H.eq(def.ival.ival, 3)
+  H.eq(math.type(def.ival.ival), "integer")
+end
+
+T["parse folds unquoted identifiers only"] = function()
+  local t = assert(sql.parse('ALTER TABLE Users ADD COLUMN "Name" text'))
+  local a = t.stmts[1].stmt.AlterTableStmt
+  H.eq(a.relation.relname, "users")
+  H.eq(a.cmds[1].AlterTableCmd.def.ColumnDef.colname, "Name")
+end
+
+T["parse error: nil, message, {message, cursorpos, line, column}"] = function()
+  local t, msg, err = sql.parse("SELECT 1;\n\nCREATE TABL x (a int);")
+  H.eq(t, nil)
+  H.eq(msg, 'syntax error at or near "TABL"')
+  H.same(err, { message = msg, cursorpos = 19, line = 3, column = 8 })
+end
+
+T["parse error columns count characters, not bytes"] = function()
+  local _, msg, err = sql.parse("SELECT 'é€';\nSELECT 'ü' FORM x;")
+  H.eq(msg, 'syntax error at or near "x"')
+  H.eq(err.line, 2)
+  H.eq(err.column, 17) -- "FORM" is an alias; the error is at x, character 17 (byte 18)
+  H.eq(err.cursorpos, 30)
+end
+
+T["parse error at end of input"] = function()
+  local _, msg, err = sql.parse("CREATE TABLE x (\n  a int")
+  H.eq(msg, "syntax error at end of input")
+  H.eq(err.line, 2)
+end
+
+T["parse of an empty or comment-only text has no statements"] = function()
+  for _, s in ipairs { "", "   \n", "-- nothing\n/* here */" } do
+    local t = assert(sql.parse(s))
+    H.eq(t.stmts == nil or #t.stmts == 0, true, ("%q"):format(s))
+  end
+end
+
+T["split: comments, strings and dollar quotes with ';'"] = function()
+  local text = table.concat({
+    "-- CreateEnum; with a semicolon",
+    "CREATE TYPE \"TicketStatus\" AS ENUM ('OPEN', 'CLOSED');",
+    "",
+    "/* block; comment /* nested; */ */",
+    "INSERT INTO t VALUES ('a;b', E'c\\';d');",
+    "CREATE FUNCTION f() RETURNS trigger AS $fn$",
+    "BEGIN",
+    "  NEW.x := 1; -- ;",
+    "  RETURN NEW;",
+    "END; $fn$ LANGUAGE plpgsql;",
+    "DO $$ BEGIN PERFORM 1; END $$;",
+    "SELECT 1 -- trailing comment",
+  }, "\n")
+  local list = assert(sql.split(text))
+  H.eq(#list, 5)
+  H.same(list[1], { text = "CREATE TYPE \"TicketStatus\" AS ENUM ('OPEN', 'CLOSED')",
+                    offset = 32, length = 53, line = 2, end_line = 2 })
+  H.eq(list[2].text, "INSERT INTO t VALUES ('a;b', E'c\\';d')")
+  H.eq(list[2].line, 5)
+  H.eq(list[3].line, 6)
+  H.eq(list[3].end_line, 10)
+  H.ok(list[3].text:find("END; $fn$ LANGUAGE plpgsql$"), list[3].text)
+  H.eq(list[4].text, "DO $$ BEGIN PERFORM 1; END $$")
+  H.eq(list[5].text, "SELECT 1")
+  H.eq(list[5].line, 12)
+  for _, s in ipairs(list) do
+    H.eq(text:sub(s.offset + 1, s.offset + s.length), s.text)
+  end
+end
+
+T["split: empty input, and the parse error shape"] = function()
+  H.same(assert(sql.split("")), {})
+  H.same(assert(sql.split("-- only a comment\n")), {})
+  local r, msg, err = sql.split("SELECT 1;\nSELEC 2;")
+  H.eq(r, nil)
+  H.contains(msg, 'syntax error at or near "SELEC"')
+  H.eq(err.line, 2)
+  H.eq(err.column, 1)
+end
+
+T["span: a RawStmt location/length, leading comments skipped"] = function()
+  local text = "SELECT 1;\n  -- x\n  SELECT 2 ;"
+  local t = assert(sql.parse(text))
+  local r = t.stmts[2]
+  local s = sql.span(text, r.stmt_location, r.stmt_len)
+  H.same(s, { text = "SELECT 2", offset = 19, length = 8, line = 3, end_line = 3 })
+  H.eq(sql.span("  -- nothing", 0, 0), nil)
+  H.raises(function() sql.span("abc", 10, 0) end, "location out of range")
+end
+
+T["fingerprint: same shape, same hex"] = function()
+  local a = assert(sql.fingerprint("SELECT * FROM t WHERE id = 1"))
+  local b = assert(sql.fingerprint("select *   from t where id = 42"))
+  H.eq(a, b)
+  H.ok(a:find("^%x+$"), a)
+  local c, msg, err = sql.fingerprint("SELEC 1")
+  H.eq(c, nil)
+  H.contains(msg, "syntax error")
+  H.eq(err.line, 1)
+end
+
+T["bad arguments raise"] = function()
+  H.raises(function() sql.parse() end, "bad argument #1 to 'parse'")
+  H.raises(function() sql.parse({}) end, "string expected")
+  H.raises(function() sql.parse("select 1", "extra") end, "expected sql.parse(text)")
+  H.raises(function() sql.split("select 1", 2) end, "expected sql.split(text)")
+  H.raises(function() sql.fingerprint(nil) end, "bad argument #1 to 'fingerprint'")
+end
+
+T["many statements and repeated calls stay consistent"] = function()
+  local parts = {}
+  for i = 1, 300 do parts[#parts + 1] = ("ALTER TYPE \"S\" ADD VALUE 'V%d';"):format(i) end
+  local text = table.concat(parts, "\n")
+  for _ = 1, 3 do
+    local list = assert(sql.split(text))
+    H.eq(#list, 300)
+    H.eq(list[300].line, 300)
+    H.eq(#assert(sql.parse(text)).stmts, 300)
+  end
+end
+
+return T
