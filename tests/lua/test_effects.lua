@@ -281,16 +281,16 @@ ALTER INDEX "a_idx" RENAME TO "b_idx";
   H.same(e[10], { action = "drop", kind = "constraint", table = "User", name = "gone", if_exists = true,
                   cascade = false, stmt = 1, line = 1 })
   H.same(e[11], { action = "alter", kind = "constraint", table = "User", name = "age_chk",
-                  set = { not_valid = false }, stmt = 2, line = 11 })
+                  set = { not_valid = false }, stmt = 2, line = 10 })
   H.same(e[12], { action = "rename", kind = "column", table = "User", name = "nick", new_name = "nickname",
-                  if_exists = false, stmt = 3, line = 12 })
+                  if_exists = false, stmt = 3, line = 11 })
   H.eq(e[13].kind, "constraint")
   H.same(e[14], { action = "rename", kind = "table", name = "User", new_name = "Person", if_exists = false,
-                  stmt = 5, line = 14 })
+                  stmt = 5, line = 13 })
   H.same(e[15].set, { schema = "app" })
   H.eq(e[15].kind, "table")
   H.same(e[16], { action = "rename", kind = "index", name = "a_idx", new_name = "b_idx", if_exists = false,
-                  stmt = 7, line = 16 })
+                  stmt = 7, line = 15 })
 end
 
 T["DO blocks and plpgsql functions with ';' inside dollar quotes"] = function()
