@@ -246,12 +246,11 @@ local function apply_rename(model, e)
       end
     end
   elseif e.kind == "enum" then
+    local moving = {}
     for _, d in pairs(model.entries) do
-      if d.kind == "enum_value" and d.schema == e.schema and d.enum == e.name then
-        d.enum = new_name
-        model:rekey(d)
-      end
+      if d.kind == "enum_value" and d.schema == e.schema and d.enum == e.name then moving[#moving + 1] = d end
     end
+    for _, d in ipairs(moving) do d.enum = new_name; model:rekey(d) end
   elseif e.kind == "column" then
     for _, d in pairs(model.entries) do
       if (d.kind == "index" or d.kind == "constraint") and d.schema == e.schema and d.table == e.table then
@@ -269,11 +268,11 @@ local function apply_rename(model, e)
     local ix = model:get(("relation:%s.%s"):format(e.schema, e.name))
     if ix and ix.kind == "index" then ix.name = new_name; model:rekey(ix) end
   elseif e.kind == "index" then
+    local moving = {}
     for _, d in pairs(model.entries) do
-      if d.kind == "constraint" and d.schema == e.schema and d.name == e.name then
-        d.name = new_name; model:rekey(d)
-      end
+      if d.kind == "constraint" and d.schema == e.schema and d.name == e.name then moving[#moving + 1] = d end
     end
+    for _, d in ipairs(moving) do d.name = new_name; model:rekey(d) end
   end
 end
 
@@ -301,12 +300,11 @@ local function apply_alter(model, e)
     entry.set_by.schema = e.stmt
     model:rekey(entry)
     if e.kind == "table" or e.kind == "view" or e.kind == "matview" then
+      local moving = {}
       for _, d in pairs(model.entries) do
-        if (DEPENDENT_KINDS[d.kind] or d.kind == "index") and d.schema == old_schema and d.table == e.name then
-          d.schema = set.schema
-          model:rekey(d)
-        end
+        if DEPENDENT_KINDS[d.kind] and d.schema == old_schema and d.table == e.name then moving[#moving + 1] = d end
       end
+      for _, d in ipairs(moving) do d.schema = set.schema; model:rekey(d) end
     end
   end
   if set.validated ~= nil and set.not_valid == nil then set.not_valid = not set.validated end
@@ -788,6 +786,7 @@ function M.likely_failed_statement(unit, evidence, err)
   if all_or_nothing(unit) and evidence.verdict ~= "partial" then
     local r = {
       all_or_nothing = true,
+      first_not_done = first.stmt,
       reason = "the file has no transaction control and no statement that must run outside a transaction, " ..
         "so PostgreSQL ran it as one transaction and every statement rolled back together; " ..
         "the failing statement is the one the error names",
