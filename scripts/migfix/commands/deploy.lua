@@ -1,0 +1,94 @@
+--- migfix deploy: apply pending migrations as prisma migrate deploy does.
+local ui = require "migfix.ui"
+local json = require "migfix.json"
+local ledger = require "migfix.ledger"
+local lw = require "migfix.ledger_write"
+local resolve = require "migfix.resolve"
+local config = require "migfix.config"
+
+local C = {
+  name = "deploy",
+  summary = "apply pending migrations Prisma-compatibly (refuses while anything failed, like P3009)",
+  usage = "deploy [--yes] [--json]",
+  description = [[Applies the pending migrations in Prisma's order, writing _prisma_migrations exactly as
+`prisma migrate deploy` does: under pg_advisory_lock(72707369), one started row per migration,
+the file sent as ONE query (one implicit transaction), then applied_steps_count and finished_at,
+or the error in logs and a stop. Refuses while a failed migration is recorded (P3009) and on a
+non-empty schema without a ledger (P3005). Each migration is journaled.]],
+  options = {
+    { long = "yes", short = "y", help = "confirm writing when the environment asks" },
+    { long = "json", help = "print a JSON document" },
+  },
+}
+
+function C.run(ctx, opts)
+  local p = ctx:project()
+  if p.forbid.deploy then
+    ui.fail { message = ("environment \"%s\" forbids deploy"):format(p.env_name), code = ui.EXIT.ATTENTION }
+  end
+  local conn = ctx:connect {}
+  local st = ctx:state(conn)
+  local report = { applied = {}, pending = st.deploy.pending or {} }
+  if st.deploy.refuses then
+    local lines = ledger.p3009_lines(st.deploy.failed)
+    ui.fail { message = "P3009: found failed migrations in the target database, new migrations will not be applied",
+              detail = table.concat(lines, "\n"), hint = "run migfix diagnose, then migfix plan / migfix run", code = ui.EXIT.ATTENTION }
+  end
+  if #st.deploy.pending == 0 then
+    if opts.json then ui.out(json.encode({ applied = json.array({}), pending = json.array({}) }, { pretty = true }))
+    else ui.out("No pending migrations to apply.") end
+    return ui.EXIT.OK
+  end
+  if p.confirm ~= "none" and not opts.yes then
+    ui.fail { message = ("environment \"%s\" requires confirmation before writing"):format(p.env_name), hint = "run again with --yes", code = ui.EXIT.ATTENTION }
+  end
+  if ctx.before_deploy then ctx.before_deploy(ctx, conn, st) end
+  local rc = ui.EXIT.OK
+  lw.with_lock(conn, config.millis(p.timeouts.advisory_lock, 10000), function()
+    local l = assert(ledger.read(conn, st.schema))
+    if not l.exists then
+      lw.check_empty_schema(conn, st.schema)
+      assert(conn:exec("CREATE SCHEMA IF NOT EXISTS " .. conn:quote_ident(st.schema)))
+      assert(conn:exec(lw.create_table_sql(conn, st.schema)))
+    end
+    for _, name in ipairs(st.deploy.pending) do
+      local e = st.by_name[name]
+      local loc = e["local"]
+      if not loc.has_sql then
+        ui.fail { message = ("P3015: could not find the migration file at %s/migration.sql"):format(loc.path),
+                  hint = "delete the directory or restore the migration file", code = ui.EXIT.FAILURE }
+      end
+      if not opts.json then ui.out(("Applying migration `%s`"):format(name)) end
+      local item = { m = { name = name, verdict = "pending", summary = "deploy", counts = {}, error = {}, file = {} },
+                     decision = { policy = { name = "deploy" } } }
+      local ok, res = lw.deploy_one(conn, st.schema, name, loc.text, function(before, after, ok2, r)
+        local journal = require "migfix.journal"
+        journal.ensure(conn, p.journal_schema)
+        local entry = { action = "deploy", outcome = ok2 and "ok" or "failed", environment = p.env_name, command = "deploy",
+                        migration = name, ledger_schema = st.schema, before = json.array(before), after = json.array(after),
+                        details = r.error and { error = r.error, sqlstate = r.info and r.info.sqlstate } or {} }
+        item.journal_entry = journal.append(conn, p.journal_schema, entry)
+      end, { run_script = ctx.run_script })
+      if item.journal_entry then pcall(require("migfix.journal").append_file, p.journal_file, item.journal_entry) end
+      if not ok then
+        report.failed = { name = name, error = res.error, sqlstate = res.info and res.info.sqlstate }
+        if not opts.json then
+          ui.print_error { message = ("P3018: migration %s failed to apply: %s%s"):format(name, res.info and res.info.sqlstate and (res.info.sqlstate .. " ") or "", res.error),
+                           detail = res.info and res.info.detail,
+                           hint = "the failure is recorded as Prisma records it; run migfix diagnose" }
+        end
+        rc = ui.EXIT.ATTENTION
+        return
+      end
+      table.insert(report.applied, name)
+    end
+  end)
+  if opts.json then
+    ui.out(json.encode({ applied = json.array(report.applied), failed = report.failed or json.null }, { pretty = true }))
+  elseif rc == ui.EXIT.OK then
+    ui.out(("All migrations have been successfully applied (%d)."):format(#report.applied))
+  end
+  return rc
+end
+
+return C
