@@ -198,6 +198,17 @@ local function apply_drop(model, e)
   entry.props = {}
   if e.kind == "table" or e.kind == "view" or e.kind == "matview" then
     for _, d in ipairs(dependents(model, e.schema, e.name)) do model:remove(d) end
+    -- foreign keys pointing at it go with it; with CASCADE so may views and
+    -- constraints whose target we do not know: stop expecting those
+    for _, d in pairs(model.entries) do
+      local p = d.props
+      if d.kind == "constraint" and d.expect == "present" then
+        if p.ref_table == e.name and (p.ref_schema or e.schema) == e.schema then model:remove(d)
+        elseif e.cascade and p.ref_table == nil and (p.contype == nil or p.contype == "f") then model:remove(d) end
+      elseif e.cascade and (d.kind == "view" or d.kind == "matview") and d.expect == "present" then
+        model:remove(d)
+      end
+    end
   elseif e.kind == "enum" then
     for _, d in pairs(model.entries) do
       if d.kind == "enum_value" and d.schema == e.schema and d.enum == e.name then model:remove(d) end

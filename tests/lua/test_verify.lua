@@ -246,6 +246,19 @@ T["drop: still_present vs absent"] = function()
   H.eq(verify.likely_failed_statement(u, ev).index, 2)
 end
 
+T["DROP TABLE drops the foreign keys pointing at it (CASCADE: also unknown ones)"] = function()
+  local u = unit({
+    { "ADD FK", { { kind = "constraint", action = "create", table = "t", name = "t_u_fkey", contype = "f", columns = { "u" },
+                    ref_table = "u", ref_columns = { "id" } } } },
+    { "VALIDATE", { { kind = "constraint", action = "alter", table = "t", name = "t_v_fkey", set = { not_valid = false } } } },
+    { "DROP TABLE u CASCADE", { { kind = "table", action = "drop", name = "u", cascade = true } } },
+  })
+  local m = verify.expected(u)
+  H.eq(#m.list, 1)
+  H.eq(m.list[1].kind, "table")
+  H.eq(verify.compare(u, snap({ tables = { t = { { "u", "integer" } } } })).verdict, "complete")
+end
+
 T["unnamed constraints match by table, type and columns"] = function()
   local u = unit({
     { "ALTER TABLE t ADD CHECK (x > 0), ADD FOREIGN KEY (o) REFERENCES u(id)", {
