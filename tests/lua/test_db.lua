@@ -60,6 +60,18 @@ T["query returns typed values and NULL"] = function()
   H.eq(r.t, "héllo")
   H.eq(r.j, '{"a": 1}')
   H.eq(r.d, "2026-01-02")
+  -- another session time zone gives an offset instead of Z
+  assert(c:exec("SET timezone = 'Asia/Kolkata'"))
+  H.eq(c:query("SELECT '2026-11-24 22:12:09.052+00'::timestamptz AS t")[1].t, "2026-11-25T03:42:09.052+05:30")
+end
+
+T["connect through a Unix socket directory given as ?host="] = function()
+  local dir = os.getenv("PG_DIR")
+  if not dir then return end -- only under tests/lib/pg.sh
+  local port = H.admin_url:match(":(%d+)/")
+  local c <close> = connect(("postgresql://postgres@localhost:%s/postgres?host=%s"):format(port, dir))
+  H.eq(c:info().host, dir)
+  H.eq(c:query("SELECT inet_client_addr() IS NULL AS local")[1]["local"], true)
 end
 
 T["query passes parameters, nil and db.NULL as SQL NULL"] = function()
