@@ -210,6 +210,16 @@ function Ctx:state(conn)
   local ledger = require "migfix.ledger"
   local list = self:migrations()
   for _, m in ipairs(list) do
+    if not m.has_sql then
+      -- a migration.sql that exists but cannot be read is an error, not "no file"
+      local f, ferr = io.open(m.sql_path, "rb")
+      if f then
+        f:close()
+      elseif ferr and not ferr:find("No such file", 1, true) then
+        ui.fail { message = ("could not read migration file \"%s\": %s"):format(m.sql_path, ferr:gsub("^.-: ", "")),
+                  hint = "fix its permissions (Prisma fails on it with P3015)", code = ui.EXIT.USAGE }
+      end
+    end
     if m.has_sql and not m.text then
       local text, err = mig.read(m.sql_path)
       if not text then
