@@ -375,6 +375,9 @@ static const char exit_anchor = 0;
 /* Frees libpg_query's per-thread memory context when the state closes. */
 static int exit_gc(lua_State *L)
 {
+    /* pg_query_exit() crashes when nothing was ever parsed (no top memory
+     * context yet); pg_query_init() is idempotent and creates it. */
+    pg_query_init();
     pg_query_exit();
     return 0;
 }
