@@ -217,7 +217,7 @@ function M.execute(ctx, conn, st, item, a)
     if not man then
       ui.fail { message = "backup failed: " .. tostring(err), hint = "nothing was written; fix the backup problem and run again", code = ui.EXIT.FAILURE }
     end
-    item.backup = { path = man.path, sha256 = man.sha256, scope = man.scope, size = man.size }
+    item.backup = { path = man.path, sha256 = man.sha256, scope = man.scope }
     local e = base_entry(ctx, item, "backup", "ok")
     e.backup = item.backup
     M.record(ctx, conn, e)

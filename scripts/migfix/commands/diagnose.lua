@@ -97,7 +97,11 @@ function C.print(diags, opts)
     end
     if d.likely_failed_statement then
       local s = d.likely_failed_statement
-      ui.out(("  likely failed: statement %s at line %s%s"):format(s.index or "?", s.line or "?", s.reason and (" — " .. s.reason) or ""))
+      if s.index then
+        ui.out(("  likely failed: statement %d at line %s%s"):format(s.index, s.line or "?", s.reason and (" — " .. s.reason) or ""))
+      elseif s.reason then
+        ui.out("  failed statement: " .. s.reason)
+      end
     end
     if d.inconsistent then ui.out(ui.paint("  note: ", "yellow") .. d.inconsistent) end
     if d.evidence then
@@ -115,7 +119,8 @@ function C.print(diags, opts)
         end
       end
       local kk = {}
-      for _, k2 in ipairs(order) do kk[#kk + 1] = kinds[k2] .. " " .. k2 .. (kinds[k2] == 1 and "" or "s") end
+      local plural = { index = "indexes" }
+      for _, k2 in ipairs(order) do kk[#kk + 1] = kinds[k2] .. " " .. (kinds[k2] == 1 and k2 or (plural[k2] or (k2 .. "s"))) end
       ui.out("  objects: " .. table.concat(parts, ", ") .. (#kk > 0 and (" (" .. table.concat(kk, ", ") .. ")") or ""))
       local rows = {}
       for _, it in ipairs(d.evidence.items) do
