@@ -388,7 +388,8 @@ function M.dump(opts)
     return fail(("could not create backup directory \"%s\": %s"):format(dir, derr), "failure",
       "choose another directory with backup.dir in migfix.lua, or fix the permissions")
   end
-  local stamp = os.date("!%Y%m%dT%H%M%SZ")
+  local started = os.time()
+  local stamp = os.date("!%Y%m%dT%H%M%SZ", started)
   local safe = dbname:gsub("[^%w_.-]", "_")
   local path, n = nil, 1
   while true do
@@ -467,7 +468,7 @@ function M.dump(opts)
     version = M.MANIFEST_VERSION,
     file = basename(path),
     path = path,
-    created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+    created_at = os.date("!%Y-%m-%dT%H:%M:%SZ", started), -- when pg_dump started (its snapshot)
     database = { name = dbname, host = parsed.host or "localhost", port = parsed.port or 5432,
                  user = parsed.user or info.usr, server_version = server_num },
     pg_dump_version = dump_tool.version,
@@ -646,9 +647,17 @@ function M.restore(opts)
   if not r then return fail(redact(rerr), "failure") end
   if r.code ~= 0 then
     local text = redact((r.stderr or ""):gsub("%s+$", ""))
+    local hint = "the restore ran in one transaction, so the target was left as it was; read pg_restore's message"
+    local missing = text:match('schema "([^"]+)" does not exist')
+    if missing then
+      -- a ledger backup holds tables, not their schemas (pg_dump -t)
+      hint = ("the target has no schema \"%s\": create it (CREATE SCHEMA \"%s\") and run restore again; the target was left as it was")
+        :format(missing, missing)
+    elseif text:find("already exists", 1, true) and not opts.force then
+      hint = "the target already holds these objects: restore into an empty database; the target was left as it was"
+    end
     return fail(("could not restore \"%s\" into database \"%s\": pg_restore exited with code %d"):format(m.file, dbname, r.code),
-      "failure", "the restore ran in one transaction, so the target was left as it was; read pg_restore's message",
-      text ~= "" and text or nil)
+      "failure", hint, text ~= "" and text or nil)
   end
   return { manifest = m, database = { name = dbname, host = parsed.host, port = parsed.port, server_version = server_num },
            objects = m.objects, duration_ms = math.floor(proc.now() - t0 + 0.5), forced = opts.force or false }

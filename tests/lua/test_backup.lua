@@ -169,6 +169,14 @@ T["schema and ledger scopes"] = function()
   H.not_contains(listing, "TABLE public User")
   -- a custom ledger schema
   H.psql(url, 'CREATE SCHEMA app; CREATE TABLE app."_prisma_migrations" (id text primary key)')
+  -- restoring a ledger backup needs the journal schema in the target
+  local _, turl = H.fresh_db()
+  local r, err, info = backup.restore { file = lj.path, url = turl }
+  H.eq(r, nil)
+  H.contains(info.hint, 'CREATE SCHEMA "migfix"')
+  H.psql(turl, "CREATE SCHEMA migfix")
+  H.ok(backup.restore { file = lj.path, url = turl }, err)
+  H.eq(H.psql(turl, "SELECT count(*) FROM _prisma_migrations"), "2\n")
   local la = assert(backup.dump { url = url, dir = dir, scope = "ledger", schema = "app" })
   H.contains(H.sh("pg_restore --list " .. H.shq(la.path)), "TABLE app _prisma_migrations")
 end
@@ -234,6 +242,7 @@ T["restore into a new database gives the same schema"] = function()
   H.eq(r2, nil)
   H.contains(err2, "pg_restore exited with code 1")
   H.contains(info2.detail, "already exists")
+  H.contains(info2.hint, "restore into an empty database")
   H.eq(H.psql(turl, 'SELECT count(*) FROM "Post"'), "2\n")
 end
 
