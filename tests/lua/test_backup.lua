@@ -390,6 +390,23 @@ exec "$REAL" "$@"
   H.not_contains(out .. errtext, pw)
 end
 
+T["progress on a terminal: bytes written and elapsed, refreshed in place"] = function()
+  if H.sh("command -v script") == "" then return end -- util-linux script(1) gives us a TTY
+  local _, url = seeded_db()
+  H.psql(url, "CREATE TABLE big AS SELECT g, md5(g::text) AS h FROM generate_series(1, 200000) g")
+  local proj = H.tmpdir()
+  local cmd = ("%s backup --url %s -C %s"):format(H.shq(H.bin), H.shq(url), H.shq(proj))
+  local out, rc = H.sh("script -qec " .. H.shq(cmd) .. " /dev/null")
+  H.eq(rc, 0, out)
+  H.contains(out, "\r\27[Kmigfix: backing up")
+  H.ok(out:find("written, %d+%.%d s"), "bytes and elapsed time: " .. out)
+  H.contains(out, "backup written:")
+  -- not on a terminal: no progress line
+  local o2, e2, rc2 = H.migfix({ "backup", "--url", url, "-C", proj })
+  H.eq(rc2, 0, e2)
+  H.not_contains(o2 .. e2, "backing up")
+end
+
 T["list: newest first, unreadable manifests reported"] = function()
   local _, url = seeded_db()
   local dir = H.tmpdir()
