@@ -295,7 +295,8 @@ function M.append(conn, jschema, entry, opts)
   local q = qualified(conn, jschema)
   local r, err, info = conn:query("LOCK TABLE " .. q .. " IN SHARE ROW EXCLUSIVE MODE")
   if not r then return nil, "could not lock the journal: " .. tostring(err), info end
-  r, err, info = conn:query("SELECT seq::text AS seq, hash FROM " .. q .. " ORDER BY seq DESC LIMIT 1")
+  -- order by the bigint column, not the text alias ("9" > "10" as text)
+  r, err, info = conn:query("SELECT j.seq::text AS seq, j.hash FROM " .. q .. " j ORDER BY j.seq DESC LIMIT 1")
   if not r then return nil, "could not read the journal: " .. tostring(err), info end
   local last = r[1]
   e.seq = last and (math.tointeger(tonumber(last.seq)) + 1) or 1

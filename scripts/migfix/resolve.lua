@@ -164,8 +164,11 @@ function M.record(ctx, conn, entry)
   local full = entry
   if conn and not conn:info().readonly then
     local tx <close> = conn:begin()
-    journal.ensure(conn, p.journal_schema)
-    full = journal.append(conn, p.journal_schema, entry)
+    local jerr
+    full, jerr = journal.append(conn, p.journal_schema, entry)
+    if not full then
+      ui.fail { message = "could not write the journal: " .. tostring(jerr), code = ui.EXIT.FAILURE }
+    end
     assert(tx:commit())
   end
   journal.append_file(p.journal_file, full)
@@ -182,9 +185,11 @@ local function journal_in_tx(ctx, conn, st, item, action, extra)
     e.backup = item.backup
     if res and res.error then e.details.deploy_error = { message = res.error, sqlstate = res.info and res.info.sqlstate } end
     for k, v in pairs(extra or {}) do e.details[k] = v end
-    journal.ensure(conn, p.journal_schema)
     item.journaled = item.journaled or {}
-    local full = journal.append(conn, p.journal_schema, e)
+    local full, jerr = journal.append(conn, p.journal_schema, e)
+    if not full then
+      ui.fail { message = "could not write the journal: " .. tostring(jerr), hint = "the ledger change was rolled back with it: the ledger is as it was", code = ui.EXIT.FAILURE }
+    end
     table.insert(item.journaled, full)
   end
 end

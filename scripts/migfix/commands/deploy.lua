@@ -67,7 +67,11 @@ function C.run(ctx, opts)
         local entry = { action = "deploy", outcome = ok2 and "ok" or "failed", environment = p.env_name, command = "deploy",
                         migration = name, ledger_schema = st.schema, before = json.array(before), after = json.array(after),
                         details = r.error and { error = r.error, sqlstate = r.info and r.info.sqlstate } or {} }
-        item.journal_entry = journal.append(conn, p.journal_schema, entry)
+        local stored, jerr = journal.append(conn, p.journal_schema, entry)
+        if not stored then
+          ui.fail { message = "could not write the journal: " .. tostring(jerr), hint = "the ledger update was rolled back with it", code = ui.EXIT.FAILURE }
+        end
+        item.journal_entry = stored
       end, { run_script = ctx.run_script })
       if item.journal_entry then pcall(require("migfix.journal").append_file, p.journal_file, item.journal_entry) end
       if not ok then
