@@ -49,6 +49,7 @@ rels AS (
          (c.oid IN (SELECT relation FROM xlocked)) AS locked
   FROM pg_catalog.pg_class c JOIN ns n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+    AND (@NAMES@ IS NULL OR c.relname = ANY (@NAMES@))
 )
 SELECT pg_catalog.json_build_object(
   'server_version', pg_catalog.current_setting('server_version_num')::int,
@@ -82,7 +83,6 @@ SELECT pg_catalog.json_build_object(
         'unique', i.indisunique, 'primary', i.indisprimary, 'valid', i.indisvalid,
         'ready', i.indisready, 'method', am.amname,
         'predicate', CASE WHEN NOT (i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_expr(i.indpred, i.indrelid) END,
-        'definition', CASE WHEN NOT (i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_indexdef(i.indexrelid) END,
         'columns', (SELECT coalesce(pg_catalog.json_agg(
               CASE WHEN k.attnum <> 0 THEN pg_catalog.to_json(a.attname)
                    WHEN i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked) THEN pg_catalog.json_build_object('expr', NULL, 'locked', true)
@@ -100,7 +100,8 @@ SELECT pg_catalog.json_build_object(
       JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
       JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid
       JOIN ns n ON n.oid = ic.relnamespace
-      JOIN pg_catalog.pg_am am ON am.oid = ic.relam),
+      JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+      WHERE @NAMES@ IS NULL OR tc.relname = ANY (@NAMES@) OR ic.relname = ANY (@NAMES@)),
   'constraints', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'table', tc.relname, 'name', co.conname, 'contype', co.contype,
         'columns', (SELECT coalesce(pg_catalog.json_agg(a.attname ORDER BY k.ord), '[]')
@@ -115,8 +116,7 @@ SELECT pg_catalog.json_build_object(
         'validated', co.convalidated,
         'locked', (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)),
         'index', ixc.relname,
-        'expr', CASE WHEN co.contype = 'c' AND NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END,
-        'definition', CASE WHEN NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END
+        'expr', CASE WHEN co.contype = 'c' AND NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END
       ) ORDER BY n.nspname, tc.relname, co.conname), '[]')
       FROM pg_catalog.pg_constraint co
       JOIN pg_catalog.pg_class tc ON tc.oid = co.conrelid
@@ -124,14 +124,15 @@ SELECT pg_catalog.json_build_object(
       LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid
       LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
       LEFT JOIN pg_catalog.pg_class ixc ON ixc.oid = co.conindid AND co.contype IN ('p', 'u', 'x')
-      WHERE co.conrelid <> 0),
+      WHERE co.conrelid <> 0
+        AND (@NAMES@ IS NULL OR co.conrelid IN (SELECT oid FROM rels) OR co.conname = ANY (@NAMES@))),
   'enums', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', t.typname, 'oid', t.oid::int8,
         'labels', (SELECT coalesce(pg_catalog.json_agg(e.enumlabel ORDER BY e.enumsortorder), '[]')
             FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid)
       ) ORDER BY n.nspname, t.typname), '[]')
       FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
-      WHERE t.typtype = 'e'),
+      WHERE t.typtype = 'e' AND (@NAMES@ IS NULL OR t.typname = ANY (@NAMES@))),
   'sequences', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', c.relname, 'oid', c.oid::int8,
         'type', pg_catalog.format_type(s.seqtypid, NULL),
@@ -144,7 +145,7 @@ SELECT pg_catalog.json_build_object(
            AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
       LEFT JOIN pg_catalog.pg_class otc ON otc.oid = d.refobjid
       LEFT JOIN pg_catalog.pg_attribute oa ON oa.attrelid = d.refobjid AND oa.attnum = d.refobjsubid
-      WHERE c.relkind = 'S'),
+      WHERE c.relkind = 'S' AND (@NAMES@ IS NULL OR c.relname = ANY (@NAMES@))),
   'functions', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', p.proname, 'oid', p.oid::int8, 'kind', p.prokind,
         'identity_args', pg_catalog.pg_get_function_identity_arguments(p.oid),
@@ -152,7 +153,8 @@ SELECT pg_catalog.json_build_object(
             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS t(typ, ord)),
         'result', pg_catalog.pg_get_function_result(p.oid)
       ) ORDER BY n.nspname, p.proname, p.oid), '[]')
-      FROM pg_catalog.pg_proc p JOIN ns n ON n.oid = p.pronamespace),
+      FROM pg_catalog.pg_proc p JOIN ns n ON n.oid = p.pronamespace
+      WHERE @NAMES@ IS NULL OR p.proname = ANY (@NAMES@)),
   'triggers', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'table', c.relname, 'name', tg.tgname, 'enabled', tg.tgenabled,
         'function', pn.nspname || '.' || p.proname
@@ -162,7 +164,7 @@ SELECT pg_catalog.json_build_object(
       JOIN ns n ON n.oid = c.relnamespace
       JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
       JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-      WHERE NOT tg.tgisinternal),
+      WHERE NOT tg.tgisinternal AND (@NAMES@ IS NULL OR tg.tgrelid IN (SELECT oid FROM rels) OR tg.tgname = ANY (@NAMES@))),
   'types', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', t.typname, 'oid', t.oid::int8, 'typtype', t.typtype,
         'base_type', CASE WHEN t.typtype = 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END,
@@ -178,7 +180,8 @@ SELECT pg_catalog.json_build_object(
       ) ORDER BY n.nspname, t.typname), '[]')
       FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
       LEFT JOIN pg_catalog.pg_class tr ON tr.oid = t.typrelid
-      WHERE (t.typtype = 'c' AND tr.relkind = 'c') OR t.typtype IN ('d', 'r', 'm')),
+      WHERE ((t.typtype = 'c' AND tr.relkind = 'c') OR t.typtype IN ('d', 'r', 'm'))
+        AND (@NAMES@ IS NULL OR t.typname = ANY (@NAMES@))),
   'comments', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'on', x.o, 'schema', x.s, 'table', x.t, 'name', x.nm, 'text', x.txt) ORDER BY x.o, x.s, x.t, x.nm), '[]') FROM (
       SELECT 'table' AS o, n.nspname AS s, NULL::name AS t, c.relname AS nm, d.description AS txt
@@ -205,12 +208,22 @@ SELECT pg_catalog.json_build_object(
 ---names are embedded as literals).
 ---@param schemas string[]|string
 ---@return string sql
-function M.query_text(schemas)
+---@param names? string[] only objects with these names (relations, types,
+---  functions, constraints, triggers) and whatever hangs off those tables;
+---  nil = everything in the schemas
+function M.query_text(schemas, names)
   schemas = check_schemas(schemas, "query_text")
   local lits = {}
   for i, s in ipairs(schemas) do lits[i] = quote_literal(s) end
   local arr = "ARRAY[" .. table.concat(lits, ", ") .. "]"
-  return (QUERY:gsub("%%s", function() return arr end))
+  local names_arr = "NULL::text[]"
+  if names then
+    local nl = {}
+    for _, n in ipairs(names) do nl[#nl + 1] = quote_literal(n) end
+    names_arr = #nl > 0 and ("ARRAY[" .. table.concat(nl, ", ") .. "]::text[]") or "ARRAY[]::text[]"
+  end
+  local q = QUERY:gsub("%%s", function() return arr end)
+  return (q:gsub("@NAMES@", function() return names_arr end))
 end
 
 -- Copy a decoded JSON value, turning the null sentinel into nil.
@@ -314,12 +327,13 @@ end
 ---@return table|nil snap
 ---@return string? err
 ---@return table? info the error record from conn:query
-function M.snapshot(conn, schemas)
+---@param names? string[] restrict to these object names (see query_text)
+function M.snapshot(conn, schemas, names)
   if type(conn) ~= "table" and type(conn) ~= "userdata" then
     error("bad argument #1 to 'snapshot' (expected a connection, e.g. snapshot(conn, {\"public\"}))", 2)
   end
   schemas = check_schemas(schemas, "snapshot")
-  local rows, cols_or_err, info = conn:query(M.query_text(schemas))
+  local rows, cols_or_err, info = conn:query(M.query_text(schemas, names))
   if not rows then
     return nil, "could not read the catalog: " .. tostring(cols_or_err), info
   end
@@ -329,9 +343,9 @@ function M.snapshot(conn, schemas)
     return nil, "could not read the catalog: the snapshot query returned no document"
   end
   local json = require("migfix.json")
-  local ok, doc = pcall(json.decode, text)
-  if not ok or type(doc) ~= "table" then
-    return nil, "could not decode the catalog snapshot: " .. tostring(doc)
+  local doc, derr = json.decode(text)
+  if type(doc) ~= "table" then
+    return nil, "could not decode the catalog snapshot: " .. tostring(derr)
   end
   return M.from_document(doc, json.null)
 end

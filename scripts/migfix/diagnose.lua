@@ -66,6 +66,9 @@ function M.run(ctx, conn, st, names)
   local schema = st.schema
   local server_version = conn:server_version()
   local units, schemas, seen = {}, { schema }, { [schema] = true }
+  -- only the objects the migrations name (and what hangs off their tables):
+  -- the snapshot stays small on a schema of thousands of tables
+  local names, named = {}, {}
   for i, e in ipairs(targets) do
     local loc = e["local"]
     if loc and loc.has_sql then
@@ -74,10 +77,13 @@ function M.run(ctx, conn, st, names)
         for _, s in ipairs({ ef.schema, ef.ref_schema }) do
           if s and not seen[s] then seen[s] = true; schemas[#schemas + 1] = s end
         end
+        for _, n in ipairs({ ef.name, ef.new_name, ef.table, ef.ref_table, ef.enum }) do
+          if type(n) == "string" and not named[n] then named[n] = true; names[#names + 1] = n end
+        end
       end
     end
   end
-  local snap, serr = catalog.snapshot(conn, schemas)
+  local snap, serr = catalog.snapshot(conn, schemas, names)
   if not snap then
     ui.fail { message = "could not read the catalog: " .. tostring(serr), code = ui.EXIT.FAILURE }
   end
