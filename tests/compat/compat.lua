@@ -80,7 +80,7 @@ local TS = { "started_at", "finished_at", "rolled_back_at" }
 --- writes milliseconds, so cross-row ties there can be coincidences).
 --- Raises with a description of the first difference.
 function C.same_ledger(fx, pr, what)
-  local w = what and (what .. ": ") or ""
+  local w = type(what) == "string" and (what .. ": ") or ""
   local function fail(msg) error(w .. msg .. "\nfixture: " .. C.dump(fx) .. "\nprisma:  " .. C.dump(pr), 3) end
   if #fx ~= #pr then fail(("%d rows in the fixture, %d from Prisma"):format(#fx, #pr)) end
   local ids = {}

@@ -88,7 +88,7 @@ T["b: failing second migration (whole mode)"] = function()
   H.contains(out, "P3009")
   H.contains(out, ("The `%s` migration started at"):format(N2))
   H.eq(L.deploy(fx, nil, mdir).code, "P3009")
-  C.same_ledger(C.rows(fx), C.rows(pr), "after P3009")
+  C.same_ledger((C.rows(fx)), (C.rows(pr)), "after P3009")
 end
 
 T["b: killed process (logs NULL) is failed for status too"] = function()
@@ -100,7 +100,7 @@ T["b: killed process (logs NULL) is failed for status too"] = function()
   H.psql(pr, [[UPDATE _prisma_migrations SET logs = NULL WHERE finished_at IS NULL]])
   L.applied(fx, N1, L.checksum(INIT))
   L.failed(fx, N2, L.checksum(BAD), nil)
-  C.same_ledger(C.rows(fx), C.rows(pr))
+  C.same_ledger((C.rows(fx)), (C.rows(pr)))
   same_status(pr, fx, mdir, 1)
 end
 
@@ -176,7 +176,7 @@ T["d: resolve --applied on an empty database (baseline)"] = function()
   local out, rc = C.prisma(pr, mdir, { "migrate", "resolve", "--applied", N1 })
   H.eq(rc, 0, out)
   L.resolved_applied(fx, N1, L.checksum(INIT))
-  C.same_ledger(C.rows(fx), C.rows(pr))
+  C.same_ledger((C.rows(fx)), (C.rows(pr)))
   same_status(pr, fx, mdir, 0)
 end
 
