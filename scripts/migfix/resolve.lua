@@ -214,13 +214,15 @@ function M.execute(ctx, conn, st, item, a)
     return true
   elseif a.action == "backup" then
     local backup = require "migfix.backup"
-    local man, err = backup.dump {
+    local man, err, info = backup.dump {
       url = ctx:url(), dir = p.backup_dir, scope = backup_scope(ctx, a), schema = st.schema,
       reason = a.reason or ("before resolving " .. name), migration = name, environment = p.env_name,
       progress = ui.color, conn = conn,
     }
     if not man then
-      ui.fail { message = "backup failed: " .. tostring(err), hint = "nothing was written; fix the backup problem and run again", code = ui.EXIT.FAILURE }
+      ui.fail { message = "backup failed: " .. tostring(err), detail = info and info.detail,
+                hint = (info and info.hint and (info.hint .. "; ") or "") .. "nothing was written; fix the backup problem and run again",
+                code = ui.EXIT.FAILURE }
     end
     item.backup = { path = man.path, sha256 = man.sha256, scope = man.scope }
     local e = base_entry(ctx, item, "backup", "ok")
@@ -247,7 +249,7 @@ function M.execute(ctx, conn, st, item, a)
       local stmts = lw.mark_rolled_back(conn, st.schema, entry, { ledger_exists = true })
       lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, "mark_rolled_back", { part_of = "redeploy" }))
       local ok, res = lw.deploy_one(conn, st.schema, name, entry["local"].text,
-        journal_in_tx(ctx, conn, st, item, "deploy", { part_of = "redeploy" }))
+        journal_in_tx(ctx, conn, st, item, "deploy", { part_of = "redeploy" }), { run_script = ctx.run_script })
       if not ok then
         return false, ("the redeploy failed: %s%s"):format(res.info and res.info.sqlstate and (res.info.sqlstate .. " ") or "", res.error)
       end
