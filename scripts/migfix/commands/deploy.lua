@@ -22,6 +22,7 @@ non-empty schema without a ledger (P3005). Each migration is journaled.]],
 }
 
 function C.run(ctx, opts)
+  require("migfix.lint_hook").install(ctx)
   local p = ctx:project()
   if p.forbid.deploy then
     ui.fail { message = ("environment \"%s\" forbids deploy"):format(p.env_name), code = ui.EXIT.ATTENTION }

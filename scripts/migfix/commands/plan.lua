@@ -14,6 +14,7 @@ records that a plan was made. Exit 0 when every failed migration has a plan that
 }
 
 function C.run(ctx, opts)
+  require("migfix.lint_hook").install(ctx)
   return require("migfix.resolve").command(ctx, opts, "plan")
 end
 

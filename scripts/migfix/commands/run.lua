@@ -14,6 +14,7 @@ journal entry), checks, then the environment's `after` hooks. Environments may r
 }
 
 function C.run(ctx, opts)
+  require("migfix.lint_hook").install(ctx)
   return require("migfix.resolve").command(ctx, opts, "run")
 end
 
