@@ -74,10 +74,12 @@ function M.run(ctx, conn, st, names)
     if loc and loc.has_sql then
       units[i] = M.analyze(loc.sql_path, loc.text)
       for _, ef in ipairs(units[i].effects) do
-        for _, s in ipairs({ ef.schema, ef.ref_schema }) do
-          if s and not seen[s] then seen[s] = true; schemas[#schemas + 1] = s end
+        for _, f in ipairs({ "schema", "ref_schema" }) do
+          local s = ef[f]
+          if type(s) == "string" and not seen[s] then seen[s] = true; schemas[#schemas + 1] = s end
         end
-        for _, n in ipairs({ ef.name, ef.new_name, ef.table, ef.ref_table, ef.enum }) do
+        for _, f in ipairs({ "name", "new_name", "table", "ref_table", "enum" }) do
+          local n = ef[f]
           if type(n) == "string" and not named[n] then named[n] = true; names[#names + 1] = n end
         end
       end

@@ -225,6 +225,26 @@ local function rename_columns_in(list, old, new)
   for i, c in ipairs(list) do if c == old then list[i] = new end end
 end
 
+local function ident_sql(n)
+  if n:match("^[a-z_][a-z0-9_$]*$") then return n end
+  return '"' .. n:gsub('"', '""') .. '"'
+end
+
+--- A format_type spelling with the type `old` renamed to `new`
+--- (quoting, schema qualification and [] kept).
+function M.rename_type_ref(t, old, new)
+  local base, arr = t, ""
+  while base:sub(-2) == "[]" do base, arr = base:sub(1, -3), arr .. "[]" end
+  -- an optional schema qualifier: name. or "name". before the type name
+  local prefix, name = base:match('^([%w_$]+%.)(.+)$')
+  if not prefix then prefix, name = base:match('^(".-"%.)(.+)$') end
+  if not prefix then prefix, name = "", base end
+  if name == ident_sql(old) or name == old then
+    return prefix .. ident_sql(new) .. arr
+  end
+  return t
+end
+
 local function apply_rename(model, e)
   local new_name = e.new_name
   local key = key_of(e)
@@ -256,7 +276,17 @@ local function apply_rename(model, e)
         d.props.ref_table = new_name
       end
     end
-  elseif e.kind == "enum" then
+  elseif e.kind == "enum" or e.kind == "type" then
+    -- columns typed with the renamed type follow it ("Role_new" -> "Role")
+    for _, d in pairs(model.entries) do
+      if d.kind == "column" and type(d.props.type) == "string" then
+        d.props.type = M.rename_type_ref(d.props.type, e.name, new_name)
+      elseif d.kind == "table" and type(d.props.columns) == "table" then
+        for _, c in ipairs(d.props.columns) do
+          if type(c.type) == "string" then c.type = M.rename_type_ref(c.type, e.name, new_name) end
+        end
+      end
+    end
     local moving = {}
     for _, d in pairs(model.entries) do
       if d.kind == "enum_value" and d.schema == e.schema and d.enum == e.name then moving[#moving + 1] = d end
@@ -627,6 +657,15 @@ local function earliest_set(entry, diffs)
   return best or entry.stmt
 end
 
+
+--- True when the only difference of an item is that its index is INVALID.
+function M.only_invalid(item)
+  local diffs = item.diffs or {}
+  if #diffs == 0 then return false end
+  for _, d in ipairs(diffs) do if d.field ~= "valid" then return false end end
+  return true
+end
+
 ---Compare what `unit` should leave behind with a catalog snapshot.
 ---@param unit table from migfix.effects.analyze
 ---@param snap table from migfix.catalog.snapshot
@@ -723,7 +762,11 @@ function M.compare(unit, snap, default_schema)
   for _, it in ipairs(items) do
     if it.state ~= "unverifiable" then
       verifiable = verifiable + 1
-      if it.state == "different" then different = different + 1
+      if it.state == "different" and M.only_invalid(it) then
+        -- an INVALID index is what an interrupted CREATE INDEX CONCURRENTLY
+        -- leaves: the statement did not finish, so it counts as not done
+        not_done = not_done + 1
+      elseif it.state == "different" then different = different + 1
       elseif NOT_DONE[it.state] then not_done = not_done + 1
       elseif DONE[it.state] and it.informative then informative_done = informative_done + 1 end
       if DONE[it.state] then done = done + 1 end

@@ -23,7 +23,7 @@ local function jv(v) if v == nil then return json.null end return v end
 
 local function item_doc(it)
   return {
-    kind = it.kind, schema = jv(it.schema), name = it.name, table = jv(it.table), action = it.action,
+    kind = it.kind, schema = jv(it.schema), name = jv(it.name), table = jv(it.table), enum = jv(it.enum), action = it.action,
     state = it.state, statement = jv(it.stmt), line = jv(it.line),
     diffs = json.array(it.diffs or {}),
   }
