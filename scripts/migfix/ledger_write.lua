@@ -71,9 +71,14 @@ function M.mark_applied(conn, schema, entry, text, opts)
     end
   end
   local id = opts.id or crypto.uuid4()
+  -- Prisma takes a fresh Utc::now() for the new row, after the rolled_back_at
+  -- updates (markMigrationApplied: mark_migration_rolled_back_by_id per failed
+  -- row, then record_migration_applied with its own now): started_at =
+  -- finished_at, later than the rolled_back_at it just wrote.
+  local applied_at = opts.now or M.now()
   stmts[#stmts + 1] = {
     sql = ("INSERT INTO %s (id, checksum, logs, started_at, finished_at, migration_name) VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6)"):format(q),
-    params = { id, mig.checksum(text), "", now, now, entry.name },
+    params = { id, mig.checksum(text), "", applied_at, applied_at, entry.name },
     what = "insert the applied row (logs '', applied_steps_count 0, started_at = finished_at)", id = id,
   }
   return stmts
