@@ -79,7 +79,9 @@ function M.names(original, slugs, nb)
   nb = nb or {}
   local width = #slugs >= 100 and 3 or 2
   local tried = {}
-  for _, sep in ipairs({ "_p", "__p", "___p" }) do
+  -- "_" sorts before letters and digits under ICU; "-" before digits and
+  -- letters in both orders (for a neighbour such as NAME2 or NAMEX)
+  for _, sep in ipairs({ "_p", "__p", "-p" }) do
     local names = {}
     for i, s in ipairs(slugs) do
       names[i] = ("%s%s%0" .. width .. "d%s"):format(original, sep, i, s ~= "" and ("_" .. s) or "")

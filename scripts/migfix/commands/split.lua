@@ -37,6 +37,25 @@ function C.lock_timeout(p)
   return nil
 end
 
+--- Whether the failed attempt left nothing behind, so the parts start from
+--- the state the original started from: verdict absent; or drifted only
+--- because ALTERs of pre-existing objects did not happen (the "different"
+--- items show the state before the migration) while nothing it creates is
+--- there, for a file that ran as one implicit transaction (no BEGIN/COMMIT
+--- of its own; a statement that cannot run in a transaction block fails
+--- with 25001 before anything runs when sent with others).
+function C.nothing_applied(d, unit_mode)
+  if d.verdict == "absent" then return true end
+  if d.verdict ~= "drifted" or (unit_mode or "file") ~= "file" then return false end
+  if not d.execution or #(d.execution.tx_control or {}) > 0 then return false end
+  if d.unit and #d.unit.statements == 1 then return false end
+  for _, it in ipairs(d.evidence and d.evidence.items or {}) do
+    if it.state == "present" then return false end
+    if it.state == "different" and it.action ~= "alter" then return false end
+  end
+  return true
+end
+
 local function neighbours(list, name)
   local prev, nxt, existing = nil, nil, {}
   for i, m in ipairs(list) do
@@ -184,7 +203,7 @@ function C.run(ctx, opts, args)
   local item
   if failed then
     local d = diagnose.run(ctx, conn, st, { name })[1]
-    if d.verdict ~= "absent" then
+    if not C.nothing_applied(d, p.unit) then
       ui.fail { message = ("cannot split failed migration \"%s\": verdict %s, not absent"):format(name, d.verdict),
                 detail = d.summary,
                 hint = "the parts would run against what the failed attempt left; run migfix diagnose " .. name .. " and resolve it first",
