@@ -51,9 +51,19 @@ function C.run(ctx, opts)
       lw.check_empty_schema(conn, st.schema)
       assert(conn:exec("CREATE SCHEMA IF NOT EXISTS " .. conn:quote_ident(st.schema)))
       assert(conn:exec(lw.create_table_sql(conn, st.schema)))
+      l = assert(ledger.read(conn, st.schema))
     end
-    for _, name in ipairs(st.deploy.pending) do
-      local e = st.by_name[name]
+    -- re-read under the lock, as Prisma does: a deploy or resolve that held
+    -- the lock while we waited may have applied or failed migrations since
+    local fresh = ledger.classify(st.locals, l)
+    if fresh.deploy.refuses then
+      ui.fail { message = "P3009: found failed migrations in the target database, new migrations will not be applied",
+                detail = table.concat(ledger.p3009_lines(fresh.deploy.failed), "\n"),
+                hint = "a concurrent deploy failed while migfix waited for the lock; run migfix diagnose", code = ui.EXIT.ATTENTION }
+    end
+    report.pending = fresh.deploy.pending or {}
+    for _, name in ipairs(report.pending) do
+      local e = fresh.by_name[name]
       local loc = e["local"]
       if not loc.has_sql then
         ui.fail { message = ("P3015: could not find the migration file at %s/migration.sql"):format(loc.path),
