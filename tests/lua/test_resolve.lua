@@ -413,6 +413,40 @@ T["lock: another session holds Prisma's lock -> run fails within the bound namin
   h.eq(rc, 0, out .. err)
 end
 
+T["deploy waits for Prisma's lock, then re-reads the ledger (no double apply)"] = function()
+  local dir, mdir = h.project { M1, M2 }
+  local name, aurl = h.fresh_db()
+  L.deploy(aurl, nil, mdir, M1[1])
+  write_config(dir, 'return { environments = { default = { timeouts = { advisory_lock = "20s" } } }, default_environment = "default" }\n')
+  local holder <close> = assert(db.connect(aurl))
+  h.eq(holder:advisory_lock(72707369, 1000), true)
+  -- migfix deploy in the background, blocked on the lock
+  local tmp = h.tmpdir()
+  os.execute(("( %s -C %s --url %s deploy >%s/out 2>&1; echo $? >%s/rc ) &"):format(h.shq(h.bin), h.shq(dir), h.shq(pw_url(name)),
+    h.shq(tmp), h.shq(tmp)))
+  local waiting = false
+  for _ = 1, 100 do
+    -- the lock is polled (pg_try_advisory_lock): wait for migfix's session,
+    -- then give it time to read the ledger before it starts polling
+    local r = assert(holder:query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND usename = 'migfix_pw'"))
+    if r[1].n > 0 then os.execute("sleep 1") waiting = true break end
+    os.execute("sleep 0.1")
+  end
+  h.ok(waiting, "migfix waits for the lock")
+  -- meanwhile "another deployer" (holding the lock) applies M2
+  L.deploy(aurl, nil, mdir)
+  holder:advisory_unlock(72707369)
+  for _ = 1, 200 do
+    local f = io.open(tmp .. "/rc")
+    if f then f:close() break end
+    os.execute("sleep 0.1")
+  end
+  local out = h.read(tmp .. "/out")
+  h.eq(h.read(tmp .. "/rc"), "0\n", out)
+  h.eq(#rows_of(aurl, M2[1]), 1, "M2 applied once, not twice:\n" .. out)
+  h.eq(rows_of(aurl, M2[1])[1].finished_at ~= nil, true)
+end
+
 -- policies: errors, sandbox, unknown names -------------------------------------
 
 local function policy_project(policies, chain)
