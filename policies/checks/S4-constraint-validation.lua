@@ -13,7 +13,7 @@ return {
         local band = ctx.band(t)
         if band then
           local fk = a.key == "alter_table.add_constraint_fk"
-          local locked = fk and a.ref_info and (("%s on %s and %s"):format(a.lock, ctx.name(t), ctx.name(a.ref_info)))
+          local locked = fk and a.ref_info and a.ref_info.key ~= t.key and (("%s on %s and %s"):format(a.lock, ctx.name(t), ctx.name(a.ref_info)))
                          or ("%s on %s"):format(a.lock, ctx.name(t))
           out[#out + 1] = { table_info = t, lock = a.lock, band = band,
             why = ("ADD CONSTRAINT %s checks every row of %s (%s) while holding %s: %s"):format(
