@@ -36,8 +36,8 @@ function policy.decide(m, plan)
   local parts = (m.lint and m.lint.split) or {}
   local hint = { ("review `migfix split %s`, then `migfix split %s --write` and `migfix deploy`"):format(m.name, m.name) }
   if #parts > 0 then
-    hint[#hint + 1] = "proposed split:"
-    for k, p in ipairs(parts) do hint[#hint + 1] = ("  %d. %s — %s"):format(k, p.name, p.kind) end
+    hint[#hint + 1] = "       proposed split:"
+    for k, p in ipairs(parts) do hint[#hint + 1] = ("         %d. %s — %s"):format(k, p.name, p.kind) end
   end
   plan:refuse(("%s would run again with %d error-level lint finding%s: %s"):format(
     m.name, #errs, #errs == 1 and "" or "s", table.concat(lines, "; ")), { hint = table.concat(hint, "\n") })

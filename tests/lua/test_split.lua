@@ -222,6 +222,29 @@ T["parts run on PostgreSQL in order, one simple query each"] = function()
   H.eq(H.psql(url, [[SELECT "status" FROM "T" WHERE "id" = 1]]), "CLOSED\n")
 end
 
+-- the policy: accept with error findings on an absent migration, else pass --
+T["policy split-large-migration: refuses with findings and split; passes otherwise"] = function()
+  local policy = require "migfix.policy"
+  local pol = policy.load(H.root .. "/policies/split-large-migration.lua")
+  local function m(verdict, findings)
+    return { name = NAME, verdict = verdict, file = {}, error = {},
+             lint = findings and { findings = findings, errors = #findings,
+                                   split = { { name = NAME .. "_p01_index_t_x_idx", kind = "concurrent_index" } } } or nil }
+  end
+  local err = { rule = "S6", severity = "error", line = 2, table = "public.T", why = "CREATE INDEX holds SHARE", alternative = "CONCURRENTLY" }
+  local d = policy.evaluate({ pol }, m("absent", { err }), {})
+  H.eq(d.policy.name, "split-large-migration")
+  H.eq(d.actions[1].action, "refuse")
+  H.contains(d.actions[1].reason, 'S6 line 2 on "public.T": CREATE INDEX holds SHARE (instead: CONCURRENTLY)')
+  H.contains(d.actions[1].hint, NAME .. "_p01_index_t_x_idx")
+  local _, why = policy.evaluate({ pol }, m("absent", { { rule = "S11", severity = "warning" } }), {})
+  H.eq(why[1].why, "no error-level lint findings")
+  _, why = policy.evaluate({ pol }, m("complete", { err }), {})
+  H.eq(why[1].why, "verdict is complete, not absent")
+  _, why = policy.evaluate({ pol }, m("absent", nil), {})
+  H.eq(why[1].why, "no lint evidence")
+end
+
 -- the command ----------------------------------------------------------------
 
 local M1, M2, M3 = "20240101000000_init", "20240102000000_mixed", "20240103000000_later"
