@@ -281,10 +281,8 @@ local function install_signals(state)
   local function handler(signo)
     psig.signal(psig.SIGINT, psig.SIG_IGN)
     psig.signal(psig.SIGTERM, psig.SIG_IGN)
+    -- luaposix runs handlers under pcall: only note it; checkpoints raise
     state.interrupted = signo == psig.SIGINT and "SIGINT" or "SIGTERM"
-    ui.fail { message = ("simulation interrupted (%s)"):format(state.interrupted),
-              detail = "the scratch copy is dropped before exit; the real database was not written",
-              code = ui.EXIT.FAILURE }
   end
   psig.signal(psig.SIGINT, handler)
   psig.signal(psig.SIGTERM, handler)
@@ -297,6 +295,15 @@ local function install_signals(state)
     psig.signal(psig.SIGTERM, psig.SIG_DFL)
   end
 end
+
+--- Raise when a signal arrived (called between statements and steps).
+local function checkpoint(state)
+  if state.interrupted then
+    ui.fail { message = ("simulation interrupted (%s)"):format(state.interrupted),
+              detail = "the scratch copy was dropped; the real database was not written", code = ui.EXIT.FAILURE }
+  end
+end
+M.checkpoint = checkpoint
 
 -- ---------------------------------------------------------------- the rehearsal
 
@@ -377,6 +384,7 @@ local function one_pass(S, pass)
       else
         tr.current = { name = item.m.name, path = loc and loc.sql_path, source = "redeploy" }
         local ok, r1, r2 = pcall(resolve.execute, simctx, conn, st, item, a)
+        checkpoint(S.state)
         if S.injected and not S.inject_handled then
           S.inject_handled = true
           act.outcome = "failed"
@@ -446,6 +454,7 @@ local function one_pass(S, pass)
       R.objects[#R.objects + 1] = check_objects(conn, st.schema, name, loc.text, loc.sql_path)
     end
   end)
+  checkpoint(S.state)
   if S.injected and not S.inject_handled then
     S.inject_handled = true
     return stop("injected failure")
@@ -800,11 +809,11 @@ function M.run(ctx, opts)
   ctx:defer(function() os.remove(sp.journal_file) end)
   sp.after = {}
   local counter = 0
-  local S = { simctx = simctx, R = R }
+  local S = { simctx = simctx, R = R, state = state }
   local tr = {
     unit = p.unit, server_version = scratch_version,
     next_number = function() counter = counter + 1 return counter end,
-    check = function() if state.interrupted then ui.fail { message = "simulation interrupted", code = ui.EXIT.FAILURE } end end,
+    check = function() checkpoint(state) end,
     on_inject = function() S.injected = true end,
   }
   S.tracer = tr
@@ -829,7 +838,9 @@ function M.run(ctx, opts)
   end
 
   local t_rehearse = proc.now()
+  checkpoint(state)
   local pass1 = one_pass(S, "rehearsal")
+  checkpoint(state)
   R.rehearsal = { ok = pass1.ok, why = pass1.why or json.null, ms = proc.now() - t_rehearse }
   local recovered
   if inject then
@@ -863,7 +874,9 @@ function M.run(ctx, opts)
     end
   end
 
+  checkpoint(state)
   R.verification = verification(S, nv_before)
+  checkpoint(state)
   R.longest_access_exclusive = longest_ael(R.units) or json.null
   local deploy_ms = 0
   for _, u in ipairs(R.units) do if u.pass == "rehearsal" then deploy_ms = deploy_ms + (u.statements_ms or 0) end end

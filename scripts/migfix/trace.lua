@@ -261,6 +261,7 @@ function M.run(conn, text, meta, opts)
     local t0 = proc.now()
     local ok, err, info = conn:exec(s.text)
     rec.ms = math.floor((proc.now() - t0) * 1000 + 0.5) / 1000
+    if opts.check then opts.check() end
     if ok then
       rec.rows = type(err) == "table" and err.affected or nil
       rec.tag = type(err) == "table" and err.tag or nil

@@ -243,6 +243,27 @@ T["kill -9 in the middle: the next run removes the leftover copy"] = function()
   H.eq(copies(), "")
 end
 
+T["SIGINT in the middle: the copy is dropped before exit"] = function()
+  local name = H.fresh_db()
+  local dir = project_for(name, {}, { { "20240101000000_slow", "SELECT pg_sleep(1.5);\n" } })
+  local errf = dir .. "/err"
+  local pid = tonumber((H.sh(("cd %s && %s simulate >/dev/null 2>%s & echo $!"):format(shq(dir), shq(H.bin), shq(errf)))))
+  local seen = false
+  for _ = 1, 100 do
+    if copies() ~= "" then seen = true break end
+    H.sh("sleep 0.05")
+  end
+  H.ok(seen, "a copy exists while the simulation runs")
+  H.sh("sleep 0.3; kill -INT " .. pid)
+  for _ = 1, 100 do
+    local _, rc = H.sh("kill -0 " .. pid .. " 2>/dev/null")
+    if rc ~= 0 then break end
+    H.sh("sleep 0.1")
+  end
+  H.contains(H.read(errf), "simulation interrupted (SIGINT)")
+  H.eq(copies(), "")
+end
+
 -- ---------------------------------------------------------------- copy modes
 
 T["--from backup restores the latest verified backup"] = function()
