@@ -16,7 +16,8 @@ local function abspath(p, base)
     if ok then cwd = unistd.getcwd() or cwd end
     base = cwd or "."
   end
-  return (base .. "/" .. p):gsub("/%./", "/"):gsub("/%.$", "")
+  local full = (base .. "/" .. p):gsub("/%./", "/"):gsub("/%.$", "")
+  return full
 end
 M.abspath = abspath
 

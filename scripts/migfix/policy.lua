@@ -29,9 +29,12 @@ function M.sandbox(file, declared)
     string = str, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, date = os.date, clock = os.clock, getenv = os.getenv },
   }
-  local required = {}
+  local required = { loaded = false, declared = false }
   env.require = function(name)
     if type(name) == "string" and (name == "posix" or name:match("^posix%.")) then
+      if required.loaded and not required.declared then
+        error(("policy %s uses luaposix but does not declare it: add needs = { \"posix\" }"):format(file or "?"), 2)
+      end
       required[#required + 1] = name
       return require(name)
     end
@@ -97,9 +100,10 @@ function M.load(path)
       ui.fail { message = ("policy %s: unrecognized field \"%s\" (expected name, description, needs, applies, decide)"):format(path, tostring(k)), code = ui.EXIT.USAGE }
     end
   end
+  local declared = false
+  for _, n in ipairs(type(pol.needs) == "table" and pol.needs or {}) do if n == "posix" then declared = true end end
+  required.loaded, required.declared = true, declared
   if #required > 0 then
-    local declared = false
-    for _, n in ipairs(pol.needs or {}) do if n == "posix" then declared = true end end
     if not declared then
       ui.fail { message = ("policy %s uses luaposix but does not declare it"):format(path), hint = "add needs = { \"posix\" } to the policy table", code = ui.EXIT.USAGE }
     end
