@@ -10,7 +10,7 @@ PKGS    := lua5.4 libpq libcrypto libcjson icu-i18n
 BUILD   ?= build
 BIN     ?= migfix
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Wno-unused-parameter \
+ALL_CFLAGS = $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Wno-unused-parameter \
            -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpg_query -lm
 
@@ -34,15 +34,15 @@ deps:
 	fi
 
 $(BIN): $(OBJS)
-	$(CC) $(CFLAGS) -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/%.o: engine/%.c include/migfix.h $(wildcard include/*.h)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -DMIGFIX_DATADIR='"$(CURDIR)"' -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -DMIGFIX_DATADIR='"$(CURDIR)"' -c -o $@ $<
 
 $(BUILD)/tests/%: tests/c/%.c $(LIBOBJS)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CFLAGS) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
 unit: $(CTESTS)
 
@@ -60,7 +60,7 @@ asan:
 	    LDFLAGS="-fsanitize=address,undefined" migfix-asan
 
 migfix-asan: $(OBJS)
-	$(CC) $(CFLAGS) -o $(BUILD)/migfix $(OBJS) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/migfix $(OBJS) $(LDFLAGS) $(LDLIBS)
 
 clean:
 	rm -rf build migfix
