@@ -15,7 +15,7 @@ local ui = require "migfix.ui"
 
 local M = {}
 
-M.DEFAULT_CHAIN = { "apply-if-complete", "rollback-and-redeploy", "refuse-partial-or-drifted" }
+M.DEFAULT_CHAIN = { "apply-if-complete", "split-large-migration", "rollback-and-redeploy", "refuse-partial-or-drifted" }
 
 -- key -> validator; a table value means a nested record with its own keys
 local function is_string(v) return type(v) == "string" end

@@ -102,7 +102,9 @@ function M.classify(locals, ledger)
         e.modified = true
       end
     elseif n_rb > 0 then
-      e.state = e.missing_locally and "missing" or "rolled_back"
+      -- only rolled-back rows: deploy will run it again; with no folder
+      -- (e.g. after migfix split) nothing will, and Prisma ignores it
+      e.state = "rolled_back"
     else
       e.state = "pending"
     end

@@ -762,9 +762,10 @@ function M.compare(unit, snap, default_schema)
   for _, it in ipairs(items) do
     if it.state ~= "unverifiable" then
       verifiable = verifiable + 1
-      if it.state == "different" and M.only_invalid(it) then
+      if it.state == "different" and (M.only_invalid(it) or it.action == "alter") then
         -- an INVALID index is what an interrupted CREATE INDEX CONCURRENTLY
-        -- leaves: the statement did not finish, so it counts as not done
+        -- leaves, and an object the file only ALTERs that still has its old
+        -- property is an ALTER that did not happen: both count as not done
         not_done = not_done + 1
       elseif it.state == "different" then different = different + 1
       elseif NOT_DONE[it.state] then not_done = not_done + 1
