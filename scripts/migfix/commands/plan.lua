@@ -4,7 +4,7 @@ local C = {
   summary = "dry run: what the environment's policy chain would do, with the SQL, on a read-only connection",
   usage = "plan [--env E] [--json]",
   description = [[Diagnoses every failed migration, walks the environment's policy chain (migfix.lua
-`policies`, default: apply-if-complete, rollback-and-redeploy,
+`policies`, default: apply-if-complete, split-large-migration, rollback-and-redeploy,
 refuse-partial-or-drifted) and prints the ordered actions of the first policy that applies,
 with the exact ledger SQL. The connection is read-only (default_transaction_read_only, enforced
 by the server): no backup is taken and no journal table is created; the local journal file
