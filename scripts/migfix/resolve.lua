@@ -102,12 +102,14 @@ local function sql_for(ctx, conn, st, item, a)
   local schema = st.schema
   local entry = st.by_name[item.m.name]
   local text = entry["local"] and entry["local"].text
+  -- placeholders, not values: run takes its own uuid and client clock
+  local ph = { now = "<now>", id = "<new uuid>" }
   if a.action == "mark_applied" then
-    return lw.render(conn, lw.mark_applied(conn, schema, entry, text, { create_table = not st.exists }))
+    return lw.render(conn, lw.mark_applied(conn, schema, entry, text, { create_table = not st.exists, now = ph.now, id = ph.id }))
   elseif a.action == "mark_rolled_back" then
-    return lw.render(conn, lw.mark_rolled_back(conn, schema, entry, { ledger_exists = st.exists }))
+    return lw.render(conn, lw.mark_rolled_back(conn, schema, entry, { ledger_exists = st.exists, now = ph.now }))
   elseif a.action == "redeploy" then
-    local out = lw.render(conn, lw.mark_rolled_back(conn, schema, entry, { ledger_exists = st.exists }))
+    local out = lw.render(conn, lw.mark_rolled_back(conn, schema, entry, { ledger_exists = st.exists, now = ph.now }))
     local q = ledger.qualified(conn, schema)
     out[#out + 1] = ("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ('<new uuid>', %s, '<now>', %s);"):format(
       q, conn:quote_literal(require("migfix.migrations").checksum(text)), conn:quote_literal(item.m.name))
@@ -341,7 +343,9 @@ local function print_plan(ctx, conn, st, items)
   end
 end
 
-local function confirm(ctx, opts)
+--- Ask for the environment's confirmation before writing: none, --yes
+--- (confirm = "flag"), or a typed "yes" on a terminal ("interactive").
+function M.confirm(ctx, opts)
   local p = ctx:project()
   if opts.yes or p.confirm == "none" then return true end
   local tty = false
@@ -426,7 +430,7 @@ function M.command(ctx, opts, mode)
     ui.out(ui.paint(("RUN for environment %s"):format(ctx:project().env_name), "bold"))
     ui.out("")
   end
-  if any_write then confirm(ctx, opts) end
+  if any_write then M.confirm(ctx, opts) end
   local rc = ui.EXIT.OK
   for k, item in ipairs(items) do
     if not opts.json then
@@ -476,7 +480,6 @@ function M.command(ctx, opts, mode)
   elseif rc == ui.EXIT.OK then
     ui.out("")
     ui.out(ui.paint("resolved: prisma migrate deploy will no longer refuse (P3009)", "green"))
-    local _, _ = fresh_entry(ctx, conn, st, items[1].m.name)
   end
   return rc
 end

@@ -40,9 +40,7 @@ function C.run(ctx, opts)
     else ui.out("No pending migrations to apply.") end
     return ui.EXIT.OK
   end
-  if p.confirm ~= "none" and not opts.yes then
-    ui.fail { message = ("environment \"%s\" requires confirmation before writing"):format(p.env_name), hint = "run again with --yes", code = ui.EXIT.ATTENTION }
-  end
+  require("migfix.resolve").confirm(ctx, opts)
   if ctx.before_deploy then ctx.before_deploy(ctx, conn, st) end
   local rc = ui.EXIT.OK
   lw.with_lock(conn, config.millis(p.timeouts.advisory_lock, 10000), function()

@@ -43,9 +43,7 @@ function C.run(ctx, opts, args)
   else
     lw.mark_rolled_back(conn, st.schema, entry, { ledger_exists = st.exists })
   end
-  if p.confirm ~= "none" and not opts.yes then
-    ui.fail { message = ("environment \"%s\" requires confirmation before writing"):format(p.env_name), hint = "run again with --yes", code = ui.EXIT.ATTENTION }
-  end
+  require("migfix.resolve").confirm(ctx, opts)
   if not opts["no-backup"] or p.backup.required then
     local ok, msg = resolve.execute(ctx, conn, st, item, { action = "backup", scope = p.backup.required and p.backup.scope or "ledger",
                                                            reason = "before migfix resolve " .. (applied and "--applied " or "--rolled-back ") .. name })

@@ -213,11 +213,8 @@ function C.run(ctx, opts, args)
       ui.fail { message = ("environment \"%s\" forbids mark rolled back, which splitting a failed migration needs"):format(p.env_name),
                 code = ui.EXIT.ATTENTION }
     end
-    if p.confirm ~= "none" and not opts.yes then
-      ui.fail { message = ("environment \"%s\" requires confirmation before writing"):format(p.env_name),
-                hint = "run again with --yes", code = ui.EXIT.ATTENTION }
-    end
     local resolve = require "migfix.resolve"
+    resolve.confirm(ctx, opts)
     item = { m = resolve.evidence(d), decision = { policy = { name = "split" } } }
     if p.backup.required then
       resolve.execute(ctx, conn, st, item, { action = "backup", reason = "before splitting " .. name })
