@@ -35,7 +35,7 @@ struct mf_url {
     size_t nstripped;
     char **ignored;  /* names of unrecognized parameters seen (no duplicates) */
     size_t nignored;
-    char *redacted;  /* postgresql://user:****@host:port/db?query, secrets masked */
+    char *redacted;  /* the URL with the password (and password=, sslpassword=) shown as **** */
 };
 
 /* Parse url into *u (which need not be initialised). Returns 0 on success;

@@ -25,7 +25,7 @@ function db.isnull(v) end
 ---@field params table<string, string> libpq parameters kept (sslmode, sslrootcert, options, host, ...)
 ---@field stripped string[] Prisma-only parameters seen (schema, connection_limit, pgbouncer, ...)
 ---@field ignored string[] unrecognized parameters seen (also not passed to libpq)
----@field redacted string "postgresql://u:****@h:5432/db?..." (password= and sslpassword= values masked too)
+---@field redacted string the URL with its password shown as **** (password= and sslpassword= values masked too)
 
 ---Parse a postgresql:// or postgres:// URL as Prisma reads it.
 ---@param url string

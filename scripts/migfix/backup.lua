@@ -340,7 +340,7 @@ function M.dump(opts)
 
   local env, parsed = M.connection_env(opts.url)
   if not env then
-    return fail(parsed, "usage", "a database URL looks like postgresql://USER:PASSWORD@HOST:5432/DB?schema=public")
+    return fail(parsed, "usage", require("migfix.ui").URL_HINT)
   end
   local redact = redactor(env.PGPASSWORD)
 
@@ -608,7 +608,7 @@ function M.restore(opts)
   if not ok then return nil, verr, vinfo end
 
   local env, parsed = M.connection_env(opts.url)
-  if not env then return fail(parsed, "usage", "a database URL looks like postgresql://USER:PASSWORD@HOST:5432/DB") end
+  if not env then return fail(parsed, "usage", require("migfix.ui").URL_HINT) end
   local redact = redactor(env.PGPASSWORD)
   local target = { host = parsed.host, port = parsed.port, name = parsed.dbname or parsed.user }
   local src = m.database or {}

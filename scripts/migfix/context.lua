@@ -143,7 +143,7 @@ function Ctx:schema()
   local db = require "migfix.db"
   local parsed, err = db.parse_url(self:url())
   if not parsed then
-    ui.fail { message = err, hint = "a database URL looks like postgresql://USER:PASSWORD@HOST:5432/DB?schema=public", code = ui.EXIT.USAGE }
+    ui.fail { message = err, hint = ui.URL_HINT, code = ui.EXIT.USAGE }
   end
   p.parsed_url = parsed
   p.schema = p.env.schema or parsed.schema or "public"
@@ -170,7 +170,7 @@ function Ctx:connect(opts)
   if not conn then
     info = info or {}
     if info.kind == "url" then
-      ui.fail { message = err, hint = "a database URL looks like postgresql://USER:PASSWORD@HOST:5432/DB?schema=public", code = ui.EXIT.USAGE }
+      ui.fail { message = err, hint = ui.URL_HINT, code = ui.EXIT.USAGE }
     elseif info.kind == "auth" then
       ui.fail { message = err, hint = "check the user and password in " .. (p.url_source or "the URL"), code = ui.EXIT.CONNECT }
     end

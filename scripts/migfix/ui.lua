@@ -4,6 +4,9 @@ local M = {}
 
 M.EXIT = { OK = 0, ATTENTION = 1, USAGE = 2, CONNECT = 3, FAILURE = 4 }
 
+--- The one hint for a malformed database URL.
+M.URL_HINT = "a database URL looks like postgresql://USER@HOST:5432/DB?schema=public, with :PASSWORD after USER when one is needed"
+
 local db_ok, db = pcall(require, "migfix.db")
 local function redact(s)
   s = tostring(s)
