@@ -40,16 +40,10 @@ int mf_sha256_hex(const void *data, size_t len, char out[MF_CHECKSUM_HEX_LEN + 1
     return 0;
 }
 
-static void checknargs(lua_State *L, int max, const char *call)
-{
-    if (lua_gettop(L) > max)
-        luaL_error(L, "too many arguments (expected %s)", call);
-}
-
 /* crypto.random_hex(nbytes) -> string of 2*nbytes lowercase hex digits */
 static int l_random_hex(lua_State *L)
 {
-    checknargs(L, 1, "crypto.random_hex(nbytes)");
+    mf_checknargs(L, 1, "crypto.random_hex(nbytes)");
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n >= 0 && n <= RANDOM_HEX_MAX, 1, "byte count out of range (0 to 1048576)");
     if (n == 0) { lua_pushliteral(L, ""); return 1; }
@@ -71,7 +65,7 @@ static int l_random_hex(lua_State *L)
 /* crypto.sha256(s) -> 64 lowercase hex digits */
 static int l_sha256(lua_State *L)
 {
-    checknargs(L, 1, "crypto.sha256(s)");
+    mf_checknargs(L, 1, "crypto.sha256(s)");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     char hex[MF_CHECKSUM_HEX_LEN + 1];
@@ -84,7 +78,7 @@ static int l_sha256(lua_State *L)
 /* crypto.sha256_file(path) -> hex | nil, "path: reason", {errno = n} */
 static int l_sha256_file(lua_State *L)
 {
-    checknargs(L, 1, "crypto.sha256_file(path)");
+    mf_checknargs(L, 1, "crypto.sha256_file(path)");
     const char *path = luaL_checkstring(L, 1);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx) return luaL_error(L, "could not create an OpenSSL digest context");
@@ -122,7 +116,7 @@ static int l_sha256_file(lua_State *L)
 /* crypto.uuid4() -> random version 4 UUID, lowercase, hyphenated (36 chars) */
 static int l_uuid4(lua_State *L)
 {
-    checknargs(L, 0, "crypto.uuid4()");
+    mf_checknargs(L, 0, "crypto.uuid4()");
     unsigned char b[16];
     if (RAND_bytes(b, sizeof b) != 1)
         return luaL_error(L, "could not get random bytes from OpenSSL");

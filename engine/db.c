@@ -97,12 +97,6 @@ static Box *newbox(lua_State *L)
     return b;
 }
 
-static void checknargs(lua_State *L, int max, const char *call)
-{
-    if (lua_gettop(L) > max)
-        luaL_error(L, "too many arguments (expected %s)", call);
-}
-
 static Conn *checkconn(lua_State *L, int idx)
 {
     Conn *c = luaL_checkudata(L, idx, CONN_MT);
@@ -538,7 +532,7 @@ static int db_connect(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         mf_checkfields(L, 2, CONNECT_CALL, connect_fields);
     }
-    checknargs(L, 2, CONNECT_CALL);
+    mf_checknargs(L, 2, CONNECT_CALL);
     lua_settop(L, 2);
     int readonly = mf_optfield_boolean(L, 2, "readonly", 0);
     const char *app = mf_optfield_string(L, 2, "application_name", NULL);
@@ -740,7 +734,7 @@ static int conn_exec(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
-    checknargs(L, 2, "conn:exec(sql)");
+    mf_checknargs(L, 2, "conn:exec(sql)");
     Box *b = newbox(L);
     b->res = PQexec(c->pg, sql);
     return finish(L, c, b, 1);
@@ -749,7 +743,7 @@ static int conn_exec(lua_State *L)
 static int conn_notices(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
-    checknargs(L, 1, "conn:notices()");
+    mf_checknargs(L, 1, "conn:notices()");
     lua_createtable(L, (int)c->nnotices, 0);
     int i = 0;
     for (struct notice *n = c->nhead; n; n = n->next) {
@@ -768,7 +762,7 @@ static int conn_notices(lua_State *L)
 static int conn_server_version(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
-    checknargs(L, 1, "conn:server_version()");
+    mf_checknargs(L, 1, "conn:server_version()");
     lua_pushinteger(L, PQserverVersion(c->pg));
     return 1;
 }
@@ -776,7 +770,7 @@ static int conn_server_version(lua_State *L)
 static int conn_info(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
-    checknargs(L, 1, "conn:info()");
+    mf_checknargs(L, 1, "conn:info()");
     lua_createtable(L, 0, 7);
     lua_pushstring(L, PQhost(c->pg));
     lua_setfield(L, -2, "host");
@@ -800,7 +794,7 @@ static int quote(lua_State *L, int ident)
     Conn *c = checkconn(L, 1);
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
-    checknargs(L, 2, ident ? "conn:quote_ident(s)" : "conn:quote_literal(s)");
+    mf_checknargs(L, 2, ident ? "conn:quote_ident(s)" : "conn:quote_literal(s)");
     Box *b = newbox(L);
     b->pqmem = ident ? PQescapeIdentifier(c->pg, s, len) : PQescapeLiteral(c->pg, s, len);
     if (!b->pqmem) {
@@ -830,7 +824,7 @@ static int conn_advisory_lock(lua_State *L)
     lua_Integer key = luaL_checkinteger(L, 2);
     lua_Integer timeout = luaL_optinteger(L, 3, 10000);
     luaL_argcheck(L, timeout >= 0, 3, "timeout must be >= 0 ms");
-    checknargs(L, 3, "conn:advisory_lock(key, timeout_ms)");
+    mf_checknargs(L, 3, "conn:advisory_lock(key, timeout_ms)");
     lua_settop(L, 3);
     char keybuf[32];
     snprintf(keybuf, sizeof keybuf, "%lld", (long long)key);
@@ -917,7 +911,7 @@ static int conn_advisory_unlock(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
     lua_Integer key = luaL_checkinteger(L, 2);
-    checknargs(L, 2, "conn:advisory_unlock(key)");
+    mf_checknargs(L, 2, "conn:advisory_unlock(key)");
     char keybuf[32];
     snprintf(keybuf, sizeof keybuf, "%lld", (long long)key);
     const char *vals[1] = {keybuf};
@@ -942,7 +936,7 @@ static int conn_begin(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         mf_checkfields(L, 2, BEGIN_CALL, begin_fields);
     }
-    checknargs(L, 2, BEGIN_CALL);
+    mf_checknargs(L, 2, BEGIN_CALL);
     lua_settop(L, 2);
     int readonly = mf_optfield_boolean(L, 2, "readonly", c->readonly);
     if (c->readonly && !readonly)
@@ -977,7 +971,7 @@ static Tx *checktx(lua_State *L)
 static int tx_commit(lua_State *L)
 {
     Tx *t = checktx(L);
-    checknargs(L, 1, "tx:commit()");
+    mf_checknargs(L, 1, "tx:commit()");
     if (t->state != TX_ACTIVE) luaL_error(L, "attempt to commit a finished transaction");
     t->state = TX_DONE;
     Box *b = newbox(L);
@@ -1003,7 +997,7 @@ static int tx_commit(lua_State *L)
 static int tx_rollback(lua_State *L)
 {
     Tx *t = checktx(L);
-    checknargs(L, 1, "tx:rollback()");
+    mf_checknargs(L, 1, "tx:rollback()");
     if (t->state != TX_ACTIVE) { lua_pushboolean(L, 1); return 1; }
     t->state = TX_DONE;
     Box *b = newbox(L);
@@ -1060,7 +1054,7 @@ static void push_names(lua_State *L, char **names, size_t n)
 static int db_parse_url(lua_State *L)
 {
     const char *s = luaL_checkstring(L, 1);
-    checknargs(L, 1, "db.parse_url(url)");
+    mf_checknargs(L, 1, "db.parse_url(url)");
     struct mf_url *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, URL_MT);
@@ -1099,7 +1093,7 @@ static int db_redact(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    checknargs(L, 1, "db.redact(text)");
+    mf_checknargs(L, 1, "db.redact(text)");
     if (strlen(s) != len) luaL_argerror(L, 1, "text contains a NUL byte");
     push_redacted(L, s, len);
     return 1;
@@ -1108,7 +1102,7 @@ static int db_redact(lua_State *L)
 static int db_isnull(lua_State *L)
 {
     luaL_checkany(L, 1);
-    checknargs(L, 1, "db.isnull(v)");
+    mf_checknargs(L, 1, "db.isnull(v)");
     lua_pushboolean(L, mf_isnull(L, 1));
     return 1;
 }

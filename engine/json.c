@@ -338,18 +338,12 @@ static void enc_value(Enc *e, int idx)
     }
 }
 
-static void checknargs(lua_State *L, int max, const char *call)
-{
-    if (lua_gettop(L) > max)
-        luaL_error(L, "too many arguments (expected %s)", call);
-}
-
 /* json.encode(v [, {pretty = bool, sort_keys = bool}]) -> string */
 static int l_encode(lua_State *L)
 {
     static const char *const fields[] = {"pretty", "sort_keys", NULL};
     static const char call[] = "json.encode(v, {pretty = bool, sort_keys = bool})";
-    checknargs(L, 2, call);
+    mf_checknargs(L, 2, call);
     luaL_checkany(L, 1);
     lua_settop(L, 2);
     if (!lua_isnil(L, 2)) {
@@ -424,7 +418,7 @@ static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r
 /* json.decode(text) -> value | nil, "invalid JSON at byte N: ..." */
 static int l_decode(lua_State *L)
 {
-    checknargs(L, 1, "json.decode(text)");
+    mf_checknargs(L, 1, "json.decode(text)");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     Tree *t = lua_newuserdatauv(L, sizeof *t, 0);
@@ -463,7 +457,7 @@ static int l_decode(lua_State *L)
 /* json.array([t]) -> t, marked so that it encodes as an array even empty */
 static int l_array(lua_State *L)
 {
-    checknargs(L, 1, "json.array([t])");
+    mf_checknargs(L, 1, "json.array([t])");
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);

@@ -14,6 +14,12 @@ int mf_pushfail(lua_State *L, const char *fmt, ...)
     return 2;
 }
 
+void mf_checknargs(lua_State *L, int max, const char *call)
+{
+    if (lua_gettop(L) > max)
+        luaL_error(L, "too many arguments (expected %s)", call);
+}
+
 void mf_checkfields(lua_State *L, int idx, const char *call, const char *const fields[])
 {
     idx = lua_absindex(L, idx);

@@ -171,12 +171,6 @@ static Box *newbox(lua_State *L)
     return b;
 }
 
-static void checknargs(lua_State *L, int max, const char *call)
-{
-    if (lua_gettop(L) > max)
-        luaL_error(L, "too many arguments (expected %s)", call);
-}
-
 /* nil, message, {missing = bool, errno = n} */
 static int pushfail_errno(lua_State *L, int err, const char *fmt, const char *path)
 {
@@ -198,7 +192,7 @@ static void checkcollator(lua_State *L)
 /* migrations.checksum(text) -> 64 lowercase hex digits */
 static int l_checksum(lua_State *L)
 {
-    checknargs(L, 1, "migrations.checksum(text)");
+    mf_checknargs(L, 1, "migrations.checksum(text)");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     char hex[MF_CHECKSUM_HEX_LEN + 1];
@@ -211,7 +205,7 @@ static int l_checksum(lua_State *L)
 /* migrations.compare(a, b) -> -1 | 0 | 1 (Prisma's localeCompare) */
 static int l_compare(lua_State *L)
 {
-    checknargs(L, 2, "migrations.compare(a, b)");
+    mf_checknargs(L, 2, "migrations.compare(a, b)");
     size_t alen, blen;
     const char *a = luaL_checklstring(L, 1, &alen);
     const char *b = luaL_checklstring(L, 2, &blen);
@@ -253,7 +247,7 @@ static int has_sql(const char *path)
  *   | nil, message, {missing = bool, errno = n} */
 static int l_list(lua_State *L)
 {
-    checknargs(L, 1, "migrations.list(dir)");
+    mf_checknargs(L, 1, "migrations.list(dir)");
     size_t dlen;
     const char *dir = luaL_checklstring(L, 1, &dlen);
     checkcollator(L);
@@ -340,7 +334,7 @@ static int readfile(lua_State *L, const char *path)
  *   | nil, message, {missing = false, errno = n} */
 static int l_lock_provider(lua_State *L)
 {
-    checknargs(L, 1, "migrations.lock_provider(dir)");
+    mf_checknargs(L, 1, "migrations.lock_provider(dir)");
     size_t dlen;
     const char *dir = luaL_checklstring(L, 1, &dlen);
     const char *sep = (dlen > 0 && dir[dlen - 1] == '/') ? "" : "/";
@@ -374,7 +368,7 @@ static int l_lock_provider(lua_State *L)
 /* migrations.matches(text, stored) -> boolean */
 static int l_matches(lua_State *L)
 {
-    checknargs(L, 2, "migrations.matches(text, stored)");
+    mf_checknargs(L, 2, "migrations.matches(text, stored)");
     size_t len, slen;
     const char *s = luaL_checklstring(L, 1, &len);
     const char *stored = luaL_checklstring(L, 2, &slen);
@@ -387,7 +381,7 @@ static int l_matches(lua_State *L)
 /* migrations.read(path) -> text | nil, message, {missing = bool, errno = n} */
 static int l_read(lua_State *L)
 {
-    checknargs(L, 1, "migrations.read(path)");
+    mf_checknargs(L, 1, "migrations.read(path)");
     const char *path = luaL_checkstring(L, 1);
     int err = readfile(L, path);
     if (err) return pushfail_errno(L, err, "could not read migration file \"%s\": %s", path);

@@ -272,17 +272,12 @@ static void push_json(lua_State *L, const cJSON *j)
 
 /* ---- functions -------------------------------------------------------- */
 
-static void check_nargs(lua_State *L, int n, const char *call)
-{
-    if (lua_gettop(L) > n) luaL_error(L, "too many arguments (expected %s)", call);
-}
-
 /* sql.fingerprint(text) -> hex | nil, message, err */
 static int l_fingerprint(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
-    check_nargs(L, 1, "sql.fingerprint(text)");
+    mf_checknargs(L, 1, "sql.fingerprint(text)");
     Result *r = result_new(L);
     r->u.fingerprint = pg_query_fingerprint(text);
     r->kind = R_FINGERPRINT;
@@ -302,7 +297,7 @@ static int l_parse(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
-    check_nargs(L, 1, "sql.parse(text)");
+    mf_checknargs(L, 1, "sql.parse(text)");
     Result *r = result_new(L);
     r->u.parse = pg_query_parse(text);
     r->kind = R_PARSE;
@@ -326,7 +321,7 @@ static int l_split(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
-    check_nargs(L, 1, "sql.split(text)");
+    mf_checknargs(L, 1, "sql.split(text)");
     Result *r = result_new(L);
     r->u.split = pg_query_split_with_parser(text);
     r->kind = R_SPLIT;
@@ -355,7 +350,7 @@ static int l_span(lua_State *L)
     const char *text = luaL_checklstring(L, 1, &len);
     lua_Integer loc = luaL_optinteger(L, 2, 0);
     lua_Integer n = luaL_optinteger(L, 3, 0);
-    check_nargs(L, 3, "sql.span(text, location, length)");
+    mf_checknargs(L, 3, "sql.span(text, location, length)");
     luaL_argcheck(L, loc >= 0 && (size_t)loc <= len, 2, "location out of range");
     luaL_argcheck(L, n >= 0, 3, "length must not be negative");
     push_span(L, text, len, (size_t)loc, (size_t)n);

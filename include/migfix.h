@@ -32,6 +32,8 @@ int luaopen_migfix_sql(lua_State *L);
 /* Push nil, message and return 2 (the "expected failure" channel);
  * an info table may be pushed by the caller as a third value. */
 int mf_pushfail(lua_State *L, const char *fmt, ...);
+/* Raise "too many arguments (expected CALL)" past max arguments. */
+void mf_checknargs(lua_State *L, int max, const char *call);
 /* Raise if the table at idx has a key not in the NULL-terminated list. */
 void mf_checkfields(lua_State *L, int idx, const char *call, const char *const fields[]);
 /* Optional string/integer/boolean field of the table at idx. */

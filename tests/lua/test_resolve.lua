@@ -241,7 +241,7 @@ local DUP_SETUP = [[INSERT INTO "Organization" ("id", "name", "slug", "updatedAt
 --- for real (23505) with the native P3018 logs
 local function dup_case()
   local dir = h.tmpdir()
-  sh_ok("mkdir -p " .. h.shq(dir .. "/prisma") .. " && cp -r " .. h.shq(CASES .. "/absent_dup_key/migrations") .. " " .. h.shq(dir .. "/prisma/"))
+  sh_ok("mkdir -p " .. h.shq(dir .. "/prisma") .. " && cp -rL " .. h.shq(CASES .. "/absent_dup_key/migrations") .. " " .. h.shq(dir .. "/prisma/"))
   local mdir = dir .. "/prisma/migrations"
   local name, aurl = h.fresh_db()
   local r = L.deploy(aurl, nil, mdir, INIT)
