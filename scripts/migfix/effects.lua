@@ -14,18 +14,20 @@ local insert, concat = table.insert, table.concat
 --- Tokens of text[p..q] (1-based, inclusive): {s=, e=, t=, w=}; t is
 --- "word" (w = lower case), "qident", "string", "number", "param", "op" or
 --- the punctuation itself ("(", ")", "[", "]", ",", ";").
+local byte = string.byte
+
 local function lex(text, p, q)
   local toks = {}
   local i = p
   while i <= q do
-    local c = text:sub(i, i)
-    local c2 = text:sub(i, i + 1)
+    local b, b2 = byte(text, i, i + 1)
     local s = i
-    if c:find("^%s") then
-      i = i + 1
-    elseif c2 == "--" then
+    if b == 32 or b == 10 or b == 9 or b == 13 or b == 12 or b == 11 then
+      local _, e = text:find("^%s+", i)
+      i = e + 1
+    elseif b == 45 and b2 == 45 then -- --
       i = (text:find("\n", i, true) or q) + 1
-    elseif c2 == "/*" then
+    elseif b == 47 and b2 == 42 then -- /*
       local depth = 1
       i = i + 2
       while i <= q and depth > 0 do
@@ -34,28 +36,32 @@ local function lex(text, p, q)
         elseif two == "*/" then depth = depth - 1; i = i + 2
         else i = i + 1 end
       end
-    elseif c == "'" or ((c == "E" or c == "e") and text:sub(i + 1, i + 1) == "'") then
-      local esc = c ~= "'"
+    elseif b == 39 or ((b == 69 or b == 101) and b2 == 39) then -- ' or E'
+      local esc = b ~= 39
       i = i + (esc and 2 or 1)
       while i <= q do
+        -- jump to the next quote (or backslash in an E'' string)
+        local nx = text:find(esc and "['\\]" or "'", i)
+        if not nx then i = q + 1 break end
+        i = nx
         local ch = text:sub(i, i)
         if esc and ch == "\\" then i = i + 2
-        elseif ch == "'" then
-          if text:sub(i + 1, i + 1) == "'" then i = i + 2 else break end
-        else i = i + 1 end
+        elseif text:sub(i + 1, i + 1) == "'" then i = i + 2
+        else break end
       end
       insert(toks, { s = s, e = math.min(i, q), t = "string" })
       i = i + 1
-    elseif c == '"' then
+    elseif b == 34 then -- "
       i = i + 1
       while i <= q do
-        if text:sub(i, i) == '"' then
-          if text:sub(i + 1, i + 1) == '"' then i = i + 2 else break end
-        else i = i + 1 end
+        local nx = text:find('"', i, true)
+        if not nx then i = q + 1 break end
+        i = nx
+        if text:sub(i + 1, i + 1) == '"' then i = i + 2 else break end
       end
       insert(toks, { s = s, e = math.min(i, q), t = "qident" })
       i = i + 1
-    elseif c == "$" then
+    elseif b == 36 then -- $
       local tag = text:match("^%$[%a_\128-\255][%w_\128-\255]*%$", i) or text:match("^%$%$", i)
       if tag then
         local _, close = text:find(tag, i + #tag, true)
@@ -66,18 +72,18 @@ local function lex(text, p, q)
         insert(toks, { s = s, e = e, t = "param" })
         i = e + 1
       end
-    elseif c:find("^[%a_\128-\255]") then
+    elseif (b >= 97 and b <= 122) or (b >= 65 and b <= 90) or b == 95 or b >= 128 then
       local _, e = text:find("^[%w_$\128-\255]*", i + 1)
       insert(toks, { s = s, e = e, t = "word", w = text:sub(s, e):lower() })
       i = e + 1
-    elseif c:find("^%d") or (c == "." and text:sub(i + 1, i + 1):find("^%d")) then
+    elseif (b >= 48 and b <= 57) or (b == 46 and b2 and b2 >= 48 and b2 <= 57) then
       local _, e = text:find("^[%d%.]*", i)
       local _, ex = text:find("^[eE][+-]?%d+", e + 1)
       e = ex or e
       insert(toks, { s = s, e = e, t = "number" })
       i = e + 1
-    elseif c:find("^[%(%)%[%],;]") then
-      insert(toks, { s = s, e = s, t = c })
+    elseif b == 40 or b == 41 or b == 91 or b == 93 or b == 44 or b == 59 then -- ( ) [ ] , ;
+      insert(toks, { s = s, e = s, t = text:sub(i, i) })
       i = i + 1
     else
       local _, e = text:find("^[%+%-%*/<>=~!@#%%%^&|`%?:]+", i)
@@ -1066,8 +1072,20 @@ function M.analyze(text, file)
         tx_control = false, non_transactional = false, unverifiable = false,
       }
       unit.statements[st.index] = st
-      ctx.stmt = setmetatable({ src = text, toks = lex(text, span.offset + 1, span.offset + span.length) },
-                              { __index = st, __newindex = st })
+      -- tokens are only needed for expression text (defaults, checks,
+      -- predicates): lex a statement the first time something asks
+      local p1, p2 = span.offset + 1, span.offset + span.length
+      ctx.stmt = setmetatable({ src = text }, {
+        __index = function(t, k)
+          if k == "toks" then
+            local toks = lex(text, p1, p2)
+            rawset(t, "toks", toks)
+            return toks
+          end
+          return st[k]
+        end,
+        __newindex = st,
+      })
       if NONTX[kind] then nontx(ctx, NONTX[kind]) end
       local h = H[kind]
       if h then h(ctx, node) else unverifiable(ctx, "other", { node = kind }) end
