@@ -172,7 +172,7 @@ function Ctx:connect(opts)
     if info.kind == "url" then
       ui.fail { message = err, hint = ui.URL_HINT, code = ui.EXIT.USAGE }
     elseif info.sqlstate == "3D000" then
-      ui.fail { message = err, hint = "create the database (prisma migrate deploy would not either), or fix its name in " .. (p.url_source or "the URL"),
+      ui.fail { message = err, hint = "create the database, or fix its name in " .. (p.url_source or "the URL"),
                 code = ui.EXIT.CONNECT }
     elseif info.kind == "auth" then
       ui.fail { message = err, hint = "check the user and password in " .. (p.url_source or "the URL"), code = ui.EXIT.CONNECT }
