@@ -556,6 +556,25 @@ T["environment backup.required adds a backup before the first write"] = function
   h.eq(#rows_of(aurl, M2[1]), 2)
 end
 
+T["environment after hooks run after a successful resolution, journaled; a failing hook is exit 4"] = function()
+  local dir, url, aurl = small_complete(nil)
+  local marker = dir .. "/hook-ran"
+  write_config(dir, ('return { default_environment = "dev", environments = { dev = {\n  after = { "echo generated > %s", "true" } } } }\n'):format(marker))
+  local out, err, rc = mf(dir, url, { "run" })
+  h.eq(rc, 0, out .. err)
+  h.contains(h.read(marker), "generated")
+  h.contains(out, "after: echo generated")
+  local hooks = h.psql(aurl, "SELECT count(*) FROM migfix.journal WHERE action = 'after_hook' AND outcome = 'ok'")
+  h.eq(hooks:match("%d+"), "2")
+  -- a failing hook: the resolution stands, the run says it failed
+  dir, url, aurl = small_complete(nil)
+  write_config(dir, 'return { default_environment = "dev", environments = { dev = { after = { "exit 3" } } } }\n')
+  out, err, rc = mf(dir, url, { "run" })
+  h.eq(rc, 4, out .. err)
+  h.contains(err, "after hook failed")
+  h.eq(h.psql(aurl, "SELECT outcome FROM migfix.journal WHERE action = 'after_hook'"):match("%a+"), "failed")
+end
+
 -- no password anywhere -----------------------------------------------------------
 
 T["no password in outputs, journal table, journal file, manifests"] = function()
