@@ -25,7 +25,7 @@ M.ZERO = string.rep("0", 64)
 M.FIELDS = { "seq", "at", "os_user", "host", "environment", "command", "policy", "migration", "action", "outcome",
              "ledger_schema", "before", "after", "backup", "details", "prev_hash" }
 M.ACTIONS = { diagnosis = true, backup = true, mark_applied = true, mark_rolled_back = true, deploy = true,
-              refusal = true, undo = true, after_hook = true, plan = true, simulate = true }
+              refusal = true, undo = true, after_hook = true, plan = true, simulate = true, split = true }
 M.OUTCOMES = { ok = true, failed = true, refused = true, planned = true, skipped = true }
 --- actions that change the ledger (what `undo` can revert)
 M.REPAIRS = { mark_applied = true, mark_rolled_back = true, deploy = true, undo = true }

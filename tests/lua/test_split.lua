@@ -278,6 +278,26 @@ T["split: refuses a migration the ledger shows applied"] = function()
   H.contains(err, "cannot split migration \"" .. M2 .. "\": the ledger shows it applied")
 end
 
+T["split --write on a pending migration is journaled as a split; undo refuses a split's ledger row"] = function()
+  local proj, mdir = H.project({ { M1, INIT }, { M2, MIXED }, { M3, LATER } })
+  local _, url = H.fresh_db()
+  L.deploy(url, nil, mdir, M1)
+  local out, err, rc = H.migfix({ "split", M2, "--write", "--url", url, "-C", proj })
+  H.eq(rc, 0, err .. out)
+  local j = H.psql(url, "SELECT action || ' ' || migration || ' ' || jsonb_array_length(details->'parts') FROM migfix.journal ORDER BY seq DESC LIMIT 1")
+  H.eq(j, "split " .. M2 .. " 9\n")
+  H.contains(H.read(proj .. "/.migfix/journal.jsonl"), '"action":"split"')
+  -- a failed migration split: undo must not bring its failed row back under the parts
+  local proj2, mdir2 = H.project({ { M1, INIT }, { M2, MIXED } })
+  local _, url2 = H.fresh_db()
+  L.deploy(url2, nil, mdir2)
+  _, err, rc = H.migfix({ "split", M2, "--write", "--url", url2, "-C", proj2 })
+  H.eq(rc, 0, err)
+  _, err, rc = H.migfix({ "undo", "--yes", "--url", url2, "-C", proj2 })
+  H.eq(rc, 1)
+  H.contains(err, "part of `migfix split")
+end
+
 T["split --write on a failed migration: folders, rolled back row, journal, then deploy"] = function()
   local proj, mdir = H.project({ { M1, INIT }, { M2, MIXED }, { M3, LATER } })
   local _, url = H.fresh_db()

@@ -266,7 +266,16 @@ function C.run(ctx, opts, args)
                 hint = "move or delete the original folder by hand, or Prisma will run it too", code = ui.EXIT.FAILURE }
     end
   end)
-  if entry then pcall(journal.mirror, conn, p.journal_schema, p.journal_file, entry) end
+  if entry then
+    pcall(journal.mirror, conn, p.journal_schema, p.journal_file, entry)
+  else
+    -- a pending migration: no ledger row changes, the split itself is the action
+    require("migfix.resolve").record(ctx, conn, {
+      action = "split", outcome = "ok", environment = p.env_name, command = "split", policy = "split",
+      migration = name, ledger_schema = st.schema,
+      details = { parts = json.array(names), archived_to = archive },
+    })
+  end
   doc.written = true
   doc.archived_to = archive
   if opts.json then

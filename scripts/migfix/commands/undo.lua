@@ -157,6 +157,13 @@ function C.run(ctx, opts, args)
               detail = ("the journal in schema \"%s\" has no successful mark_applied, mark_rolled_back or deploy that was not undone already"):format(p.journal_schema),
               code = ui.EXIT.ATTENTION }
   end
+  local det = type(rep.details) == "table" and rep.details or {}
+  if det.part_of == "split" then
+    ui.fail { message = ("the last repair (seq %d) is part of `migfix split %s`: undoing only its ledger row would leave the split folders in place"):format(rep.seq, tostring(rep.migration)),
+              detail = ("the original folder was archived to %s"):format(tostring(det.archived_to)),
+              hint = "undo the split by hand: delete the new folders that were not deployed, move the original back, then run migfix undo again if needed",
+              code = ui.EXIT.ATTENTION }
+  end
   if rep.ledger_schema ~= schema then
     ui.fail { message = ("the last repair (seq %d) changed the ledger in schema \"%s\", not \"%s\""):format(rep.seq, tostring(rep.ledger_schema), schema),
               hint = "run undo with the URL or environment of that repair", code = ui.EXIT.ATTENTION }
