@@ -111,6 +111,7 @@ function M.proposal(ctx, conn, name, text, unit)
   return split.propose(unit, {
     name = name, text = text, lock_timeout = require("migfix.commands.split").lock_timeout(p), unit = p.unit,
     server_version = conn:server_version(), prev = prev, next = nxt, existing = existing,
+    partitioned = split.partitioned(conn, ctx:schema()),
   })
 end
 

@@ -44,6 +44,19 @@ end
 
 local function table_key(schema, name) return (schema or "") .. "." .. tostring(name) end
 
+--- Partitioned tables of `schema` (and schema-qualified names of every
+--- schema), for propose's `partitioned` option.
+function M.partitioned(conn, schema)
+  local out = {}
+  local rows = conn:query([[SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p']])
+  for _, r in ipairs(rows or {}) do
+    out[r.nspname .. "." .. r.relname] = true
+    if r.nspname == schema then out[r.relname] = true end
+  end
+  return out
+end
+
 --- A slug for folder names: lower case letters, digits and single '_'.
 ---@param s string
 ---@param max integer?
@@ -139,7 +152,9 @@ end
 
 --- Propose the split of one analyzed migration.
 ---@param unit table from migfix.effects.analyze (statements, effects)
----@param opts {name: string, lock_timeout: string?, findings: table[]?, server_version: integer?, unit: string?, text: string?, prev: string?, next: string?, existing: table<string, boolean>?}?
+---@param opts {name: string, lock_timeout: string?, findings: table[]?, server_version: integer?, unit: string?, text: string?, prev: string?, next: string?, existing: table<string, boolean>?, partitioned: table<string, boolean>?}?
+---  partitioned: tables known to be partitioned ("name" or "schema.name"): PostgreSQL
+---  refuses CREATE INDEX CONCURRENTLY on them, so their index builds are not rewritten
 ---@return table[]|nil parts { {suffix, name, sql, statements, why, kind, transactional}, ... }
 ---@return string? err
 function M.propose(unit, opts)
@@ -149,7 +164,7 @@ function M.propose(unit, opts)
   opts = opts or {}
   for k in pairs(opts) do
     if not ({ name = true, lock_timeout = true, findings = true, server_version = true, unit = true, text = true,
-              prev = true, next = true, existing = true })[k] then
+              prev = true, next = true, existing = true, partitioned = true })[k] then
       error(("split.propose: unrecognized option \"%s\""):format(tostring(k)), 2)
     end
   end
@@ -263,8 +278,10 @@ function M.propose(unit, opts)
       handled = true
     elseif s.kind == "IndexStmt" then
       local e = effs[1]
+      local part = opts.partitioned or {}
       if e and e.kind == "index" and not e.concurrently and e.table
-          and not created[table_key(e.schema, e.table)] and wants("S6", i) then
+          and not created[table_key(e.schema, e.table)] and wants("S6", i)
+          and not part[e.table] and not (e.schema and part[e.schema .. "." .. e.table]) then
         local text = concurrently(s.text)
         if text then
           rewritten = true

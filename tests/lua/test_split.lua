@@ -78,6 +78,22 @@ T["propose: CREATE INDEX on an existing table becomes CONCURRENTLY, on a new one
   H.eq(split.changes(nil, p2), false)
 end
 
+T["propose: no CONCURRENTLY on a partitioned table (PostgreSQL refuses it there)"] = function()
+  local text = 'CREATE INDEX "Ev_at_idx" ON "Ev"("at");\n'
+  H.eq(kinds(assert(propose(text))), "concurrent_index")
+  H.eq(kinds(assert(propose(text, { partitioned = { Ev = true } }))), "schema")
+  H.eq(kinds(assert(propose(text, { partitioned = { ["app.Ev"] = true } }))), "concurrent_index", "another schema's table")
+  -- split.partitioned reads them from the catalog
+  local _, url = H.fresh_db()
+  H.psql(url, 'CREATE TABLE "Ev" ("at" timestamptz) PARTITION BY RANGE ("at")')
+  local db = require "migfix.db"
+  local conn = assert(db.connect(url))
+  local part = split.partitioned(conn, "public")
+  conn:close()
+  H.eq(part.Ev, true)
+  H.eq(part["public.Ev"], true)
+end
+
 T["propose: ADD VALUE committed before its use"] = function()
   local parts = assert(propose([[ALTER TYPE "Status" ADD VALUE 'CLOSED';
 UPDATE "T" SET "status" = 'CLOSED';

@@ -163,6 +163,7 @@ function C.run(ctx, opts, args)
   local parts, perr = split.propose(unit, {
     name = name, text = loc.text, lock_timeout = C.lock_timeout(p), unit = p.unit,
     server_version = conn:server_version(), prev = prev, next = nxt, existing = existing,
+    partitioned = split.partitioned(conn, st.schema),
   })
   if not parts then
     ui.fail { message = ("cannot split migration \"%s\": %s"):format(name, perr), code = ui.EXIT.ATTENTION }
