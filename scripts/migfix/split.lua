@@ -33,6 +33,8 @@ M.WHY = {
     .. "in a later folder than the NOT VALID add",
   not_null = "SET NOT NULL uses the validated CHECK and skips the scan (PostgreSQL 12+): "
     .. "ACCESS EXCLUSIVE for a moment only; then the helper CHECK is dropped",
+  using_index = "ADD CONSTRAINT UNIQUE/PRIMARY KEY builds its index under ACCESS EXCLUSIVE: "
+    .. "the unique index is built CONCURRENTLY alone in its folder, then attached with USING INDEX (a moment's lock)",
 }
 
 local function q(name) return effects.quote_ident(name) end
@@ -192,6 +194,16 @@ function M.propose(unit, opts)
   local cur            -- the open transactional part
   local validates, finishes = {}, {}
   local settings = {}  -- SET statements of the file, carried into later parts
+  local part = opts.partitioned or {}
+  -- PostgreSQL refuses CREATE INDEX CONCURRENTLY on a partitioned table
+  local function is_partitioned(e)
+    return part[e.table] or (e.schema and part[e.schema .. "." .. e.table]) or false
+  end
+  local function plain_columns(cols)
+    if type(cols) ~= "table" or #cols == 0 then return false end
+    for _, c in ipairs(cols) do if type(c) ~= "string" then return false end end
+    return true
+  end
   local created = {}   -- tables created earlier in the file
   local dropped_tx = {}
   local rewritten = false
@@ -278,10 +290,8 @@ function M.propose(unit, opts)
       handled = true
     elseif s.kind == "IndexStmt" then
       local e = effs[1]
-      local part = opts.partitioned or {}
       if e and e.kind == "index" and not e.concurrently and e.table
-          and not created[table_key(e.schema, e.table)] and wants("S6", i)
-          and not part[e.table] and not (e.schema and part[e.schema .. "." .. e.table]) then
+          and not created[table_key(e.schema, e.table)] and wants("S6", i) and not is_partitioned(e) then
         local text = concurrently(s.text)
         if text then
           rewritten = true
@@ -319,6 +329,20 @@ function M.propose(unit, opts)
         add(open("schema"), ("ALTER TABLE %s %s"):format(tq, table.concat(adds, ", ")), i, comment)
         finishes[#finishes + 1] = { sql = s.text, idx = i, comment = comment }
         finishes[#finishes + 1] = { sql = ("ALTER TABLE %s %s"):format(tq, table.concat(drops, ", ")), idx = i }
+        rewritten = true
+        handled = true
+      elseif existing and #effs == 1 and effs[1].action == "create" and effs[1].kind == "constraint"
+          and (effs[1].contype == "u" or effs[1].contype == "p") and not effs[1].name_generated
+          and plain_columns(effs[1].columns) and not is_partitioned(effs[1]) and wants("S6", i) then
+        -- UNIQUE / PRIMARY KEY on an existing table: concurrent unique index, then USING INDEX
+        local e = effs[1]
+        local cols = {}
+        for _, c in ipairs(e.columns) do cols[#cols + 1] = q(c) end
+        local tq = qualified(e.schema, e.table)
+        alone("concurrent_index", ("CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (%s)"):format(q(e.name), tq, table.concat(cols, ", ")),
+          i, comment, M.WHY.using_index, "index_" .. e.name)
+        add(open("schema"), ("ALTER TABLE %s ADD CONSTRAINT %s %s USING INDEX %s"):format(
+          tq, q(e.name), e.contype == "p" and "PRIMARY KEY" or "UNIQUE", q(e.name)), i)
         rewritten = true
         handled = true
       elseif existing and #effs == 1 and effs[1].action == "create" and effs[1].kind == "constraint"

@@ -94,6 +94,22 @@ T["propose: no CONCURRENTLY on a partitioned table (PostgreSQL refuses it there)
   H.eq(part["public.Ev"], true)
 end
 
+T["propose: UNIQUE / PRIMARY KEY on an existing table: concurrent unique index, then USING INDEX"] = function()
+  local parts = assert(propose('ALTER TABLE "T" ADD CONSTRAINT "T_email_key" UNIQUE ("email");\nALTER TABLE "T" ADD COLUMN "x" TEXT;\n'))
+  H.eq(kinds(parts), "concurrent_index,schema")
+  H.contains(parts[1].sql, 'CREATE UNIQUE INDEX CONCURRENTLY "T_email_key" ON "T" (email);')
+  H.contains(parts[2].sql, 'ALTER TABLE "T" ADD CONSTRAINT "T_email_key" UNIQUE USING INDEX "T_email_key";')
+  H.contains(parts[2].sql, 'ADD COLUMN "x" TEXT')
+  -- on a table created in the same file nothing changes
+  local p2 = assert(propose('CREATE TABLE "N" ("id" INTEGER);\nALTER TABLE "N" ADD CONSTRAINT "N_pkey" PRIMARY KEY ("id");\n'))
+  H.eq(kinds(p2), "schema")
+  -- and the parts run on PostgreSQL
+  local _, url = H.fresh_db()
+  H.psql(url, 'CREATE TABLE "T" ("email" TEXT); INSERT INTO "T" SELECT \'u\' || g FROM generate_series(1, 1000) g')
+  for _, part in ipairs(parts) do H.psql(url, part.sql) end
+  H.eq(H.psql(url, [[SELECT contype FROM pg_constraint WHERE conname = 'T_email_key']]), "u\n")
+end
+
 T["propose: ADD VALUE committed before its use"] = function()
   local parts = assert(propose([[ALTER TYPE "Status" ADD VALUE 'CLOSED';
 UPDATE "T" SET "status" = 'CLOSED';
