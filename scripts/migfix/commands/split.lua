@@ -15,7 +15,8 @@ local C = {
   description = [[Shows, as a diff, how migration NAME would be cut into new folders that Prisma applies in
 order where NAME stood (NAME_p01_..., NAME_p02_...): every non-transactional statement alone,
 constraints added NOT VALID and validated in a later folder, SET NOT NULL through a validated CHECK,
-CREATE INDEX on an existing table made CONCURRENTLY, ADD VALUE committed before its use, backfills
+CREATE INDEX on an existing table made CONCURRENTLY (not on partitioned tables), UNIQUE/PRIMARY KEY
+built as a concurrent unique index then attached USING INDEX, ADD VALUE committed before its use, backfills
 apart from the DDL, and `SET LOCAL lock_timeout` at the head of every transactional folder when the
 environment sets deploy.lock_timeout (or lint.require_lock_timeout).
 --write creates the folders and moves NAME's folder out of the migrations directory (into
