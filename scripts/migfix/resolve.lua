@@ -169,9 +169,17 @@ function M.record(ctx, conn, entry)
     local jerr
     full, jerr = journal.append(conn, p.journal_schema, entry)
     if not full then
-      ui.fail { message = "could not write the journal: " .. tostring(jerr), code = ui.EXIT.FAILURE }
+      -- the file still tells what was about to happen and why it stopped
+      entry.details = entry.details or {}
+      entry.details.journal_error = tostring(jerr)
+      pcall(journal.append_file, p.journal_file, entry)
+      ui.fail { message = "could not write the journal: " .. tostring(jerr),
+                detail = "nothing was written to the ledger; the local journal file records the attempt",
+                code = ui.EXIT.FAILURE }
     end
     assert(tx:commit())
+    journal.mirror(conn, p.journal_schema, p.journal_file, full)
+    return full
   end
   journal.append_file(p.journal_file, full)
   return full
@@ -194,6 +202,34 @@ local function journal_in_tx(ctx, conn, st, item, action, extra)
     end
     table.insert(item.journaled, full)
   end
+end
+
+--- After a commit: mirror the entries written in that transaction to the
+--- local JSON-lines file (after, never before: a failed commit must not
+--- leave a file entry the database never got).
+local function mirror_committed(ctx, conn, item)
+  local p = ctx:project()
+  local journal = journal_mod()
+  item.mirrored = item.mirrored or 0
+  for i = item.mirrored + 1, #(item.journaled or {}) do
+    pcall(journal.mirror, conn, p.journal_schema, p.journal_file, item.journaled[i])
+  end
+  item.mirrored = #(item.journaled or {})
+end
+
+--- Run a ledger write; on failure, the local file records what was tried
+--- and why (the database transaction, journal included, rolled back).
+local function guarded(ctx, conn, item, action, fn)
+  local res = table.pack(pcall(fn))
+  mirror_committed(ctx, conn, item)
+  if not res[1] then
+    local e = base_entry(ctx, item, action, "failed")
+    local err = res[2]
+    e.details.error = ui.is_error(err) and err.message or tostring(err)
+    pcall(journal_mod().append_file, ctx:project().journal_file, e)
+    error(err, 0)
+  end
+  return table.unpack(res, 2, res.n)
 end
 
 local function lock_ms(ctx)
@@ -232,7 +268,7 @@ function M.execute(ctx, conn, st, item, a)
     M.record(ctx, conn, e)
     return true, ("%s (%d bytes, sha256 %s)"):format(man.path, man.size or 0, ui.short(man.sha256, 12))
   elseif a.action == "mark_applied" or a.action == "mark_rolled_back" then
-    return lw.with_lock(conn, lock_ms(ctx), function()
+    return guarded(ctx, conn, item, a.action, function() return lw.with_lock(conn, lock_ms(ctx), function()
       -- re-read under the lock: another deploy may have changed the rows
       local st2, entry = fresh_entry(ctx, conn, st, name)
       local stmts
@@ -244,9 +280,9 @@ function M.execute(ctx, conn, st, item, a)
       local res = lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, a.action))
       item.result = res
       return true, ("%d row(s) before, %d after"):format(#res.before, #res.after)
-    end)
+    end) end)
   elseif a.action == "redeploy" then
-    return lw.with_lock(conn, lock_ms(ctx), function()
+    return guarded(ctx, conn, item, "deploy", function() return lw.with_lock(conn, lock_ms(ctx), function()
       local _, entry = fresh_entry(ctx, conn, st, name)
       local stmts = lw.mark_rolled_back(conn, st.schema, entry, { ledger_exists = true })
       lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, "mark_rolled_back", { part_of = "redeploy" }))
@@ -256,7 +292,7 @@ function M.execute(ctx, conn, st, item, a)
         return false, ("the redeploy failed: %s%s"):format(res.info and res.info.sqlstate and (res.info.sqlstate .. " ") or "", res.error)
       end
       return true, "applied"
-    end)
+    end) end)
   elseif a.action == "check" then
     local st2, entry = fresh_entry(ctx, conn, st, name)
     if entry.state ~= "applied" then

@@ -575,6 +575,43 @@ T["environment after hooks run after a successful resolution, journaled; a faili
   h.eq(h.psql(aurl, "SELECT outcome FROM migfix.journal WHERE action = 'after_hook'"):match("%a+"), "failed")
 end
 
+T["a failure in the middle of the ledger write leaves the ledger as it was; the journal file says what happened"] = function()
+  local dir, url, aurl = small_complete(nil)
+  -- sabotage: a journal table that refuses the insert (wrong shape), created beforehand
+  h.psql(aurl, "CREATE SCHEMA migfix; CREATE TABLE migfix.journal (seq bigint PRIMARY KEY, hash text NOT NULL, broken int NOT NULL)")
+  local before = rows(aurl)
+  local out, err, rc = mf(dir, url, { "run", "--yes" })
+  h.eq(rc, 4, out .. err)
+  h.contains(err, "could not write the journal")
+  h.same(rows(aurl), before, "ledger unchanged")
+  local file = h.read(dir .. "/.migfix/journal.jsonl")
+  h.contains(file, '"journal_error"')
+  -- sabotage inside the ledger transaction: the journal entry of mark_applied fails
+  -- after the ledger UPDATE/INSERT ran; the transaction takes both back
+  local dir3, url3, aurl3 = small_complete(nil)
+  local db = require "migfix.db"
+  local c = assert(db.connect(aurl3))
+  assert(require("migfix.journal").ensure(c, "migfix"))
+  assert(c:exec([[CREATE FUNCTION migfix.no_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.action = 'mark_applied' THEN RAISE EXCEPTION 'sabotaged journal'; END IF; RETURN NEW; END $$;
+    CREATE TRIGGER no_mark BEFORE INSERT ON migfix.journal FOR EACH ROW EXECUTE FUNCTION migfix.no_mark();]]))
+  c:close()
+  local before3 = rows(aurl3)
+  out, err, rc = mf(dir3, url3, { "run" })
+  h.eq(rc, 4, out .. err)
+  h.contains(err, "sabotaged journal")
+  h.same(rows(aurl3), before3, "ledger unchanged after a failure inside its transaction")
+  local f3 = h.read(dir3 .. "/.migfix/journal.jsonl")
+  h.ok(f3:find('"action":"mark_applied"[^\n]*"outcome":"failed"') or f3:find('"outcome":"failed"[^\n]*"action":"mark_applied"'), "failed attempt in the file:\n" .. f3)
+  h.contains(f3, '"action":"backup"')
+  -- and on success the file mirrors the database entry of the ledger write
+  local dir2, url2 = small_complete(nil)
+  out, err, rc = mf(dir2, url2, { "run" })
+  h.eq(rc, 0, out .. err)
+  local lines = h.read(dir2 .. "/.migfix/journal.jsonl")
+  h.ok(lines:find('"action":"mark_applied"[^\n]*"outcome":"ok"') or lines:find('"outcome":"ok"[^\n]*"action":"mark_applied"'), "mark_applied mirrored:\n" .. lines)
+end
+
 -- no password anywhere -----------------------------------------------------------
 
 T["no password in outputs, journal table, journal file, manifests"] = function()
