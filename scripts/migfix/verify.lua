@@ -225,10 +225,8 @@ local function rename_columns_in(list, old, new)
   for i, c in ipairs(list) do if c == old then list[i] = new end end
 end
 
-local function ident_sql(n)
-  if n:match("^[a-z_][a-z0-9_$]*$") then return n end
-  return '"' .. n:gsub('"', '""') .. '"'
-end
+-- PostgreSQL's quoting (keywords included), as format_type prints names
+local function ident_sql(n) return require("migfix.effects").quote_ident(n) end
 
 --- A format_type spelling with the type `old` renamed to `new`
 --- (quoting, schema qualification and [] kept).
