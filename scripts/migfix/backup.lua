@@ -125,25 +125,10 @@ local function file_size(path)
   return st and st.st_size or nil
 end
 
-local function is_dir(path)
-  local st = stat.stat(path)
-  return st ~= nil and stat.S_ISDIR(st.st_mode) ~= 0
-end
 
---- mkdir -p; directories it creates get mode 0700.
-local function mkdirs(dir)
-  if is_dir(dir) then return true end
-  local st = stat.stat(dir)
-  if st then return nil, ("\"%s\" exists and is not a directory"):format(dir) end
-  local parent = dirname(dir)
-  if parent ~= dir and parent ~= "" and parent ~= "." then
-    local ok, err = mkdirs(parent)
-    if not ok then return nil, err end
-  end
-  local ok, err, errno = stat.mkdir(dir, tonumber("700", 8))
-  if not ok and not is_dir(dir) then return nil, err, errno end
-  return true
-end
+local fs = require "migfix.fs"
+local is_dir = fs.is_dir
+local mkdirs = fs.mkdirs -- directories it creates get mode 0700
 
 --- Create path exclusively with mode 0600 (whatever the umask).
 local function create_private(path)
@@ -166,13 +151,7 @@ local function write_private(path, text)
   return true
 end
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = fs.read
 
 -- ---- pg_dump / pg_restore binaries ---------------------------------------------
 

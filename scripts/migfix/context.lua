@@ -21,11 +21,7 @@ local function abspath(p, base)
 end
 M.abspath = abspath
 
-local function exists(p)
-  local f = io.open(p, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("migfix.fs").exists
 
 function M.new(opts, info, command)
   return setmetatable({ opts = opts, info = info, command = command, cleanups = {}, conns = {} }, Ctx)

@@ -362,18 +362,8 @@ end
 local function dirname(p) return p:match("^(.*)/[^/]*$") end
 
 local function mkdirs(dir)
-  if not dir or dir == "" then return true end
-  local st, stat = posix_mod("posix.sys.stat"), nil
-  if not st then
-    os.execute("mkdir -p -m 700 '" .. dir:gsub("'", "'\\''") .. "'")
-    return true
-  end
-  stat = st.stat(dir)
-  if stat then return true end
-  local ok, err = mkdirs(dirname(dir))
-  if not ok then return nil, err end
-  local r, e = st.mkdir(dir, tonumber("700", 8))
-  if not r and not st.stat(dir) then return nil, ("could not create directory \"%s\": %s"):format(dir, tostring(e)) end
+  local ok, err = require("migfix.fs").mkdirs(dir)
+  if not ok then return nil, ("could not create directory \"%s\": %s"):format(dir, tostring(err)) end
   return true
 end
 

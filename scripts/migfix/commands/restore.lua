@@ -22,11 +22,7 @@ refused unless --force, which also adds --clean --if-exists.]],
 
 local KIND_EXIT = { usage = ui.EXIT.USAGE, connect = ui.EXIT.CONNECT, refused = ui.EXIT.ATTENTION, verify = ui.EXIT.ATTENTION }
 
-local function exists(p)
-  local f = io.open(p, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("migfix.fs").exists
 
 --- BACKUP as given, else in the backup directory (with or without .dump)
 local function resolve(ctx, name)

@@ -78,16 +78,7 @@ function C.findings(ctx, conn, unit, text)
 end
 
 local function mkdir_p(path)
-  local stat = require "posix.sys.stat"
-  local acc = ""
-  for seg in path:gmatch("[^/]+") do
-    acc = acc .. "/" .. seg
-    if not stat.stat(acc) then
-      local ok, err = stat.mkdir(acc, tonumber("755", 8))
-      if not ok and not stat.stat(acc) then return nil, err end
-    end
-  end
-  return true
+  return require("migfix.fs").mkdirs(path, tonumber("755", 8))
 end
 
 local function write_file(path, text)
