@@ -62,16 +62,7 @@ end
 local RULE_FIELDS = { id = true, title = true, description = true, default_severity = true, check = true }
 
 local function with_deadline(fn, ...)
-  local deadline = os.clock() + M.DEADLINE_SECONDS
-  debug.sethook(function()
-    if os.clock() > deadline then
-      debug.sethook()
-      error(("lint rule ran longer than %d s (deadline)"):format(M.DEADLINE_SECONDS), 2)
-    end
-  end, "", 100000)
-  local res = table.pack(xpcall(fn, function(e) return debug.traceback(tostring(e), 2) end, ...))
-  debug.sethook()
-  return table.unpack(res, 1, res.n)
+  return require("migfix.policy").with_deadline("lint rule", M.DEADLINE_SECONDS, fn, ...)
 end
 
 local function list_lua(dir)

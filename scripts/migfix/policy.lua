@@ -47,12 +47,17 @@ function M.sandbox(file, declared)
   return env, required
 end
 
-local function with_deadline(fn, ...)
-  local deadline = os.clock() + M.DEADLINE_SECONDS
+--- Call fn(...) under xpcall with a CPU deadline (a count hook that
+--- pcall cannot swallow); returns xpcall's results, errors with a traceback.
+---@param what? string who ran over, for the message ("policy", "lint rule")
+---@param seconds? number default DEADLINE_SECONDS
+function M.with_deadline(what, seconds, fn, ...)
+  seconds = seconds or M.DEADLINE_SECONDS
+  local deadline = os.clock() + seconds
   debug.sethook(function()
     if os.clock() > deadline then
       debug.sethook()
-      error(("policy ran longer than %d s (deadline)"):format(M.DEADLINE_SECONDS), 2)
+      error(("%s ran longer than %d s (deadline)"):format(what or "policy", seconds), 2)
     end
   end, "", 100000)
   local res = table.pack(xpcall(fn, function(e)
@@ -62,6 +67,8 @@ local function with_deadline(fn, ...)
   debug.sethook()
   return table.unpack(res, 1, res.n)
 end
+
+local function with_deadline(fn, ...) return M.with_deadline("policy", nil, fn, ...) end
 
 --- Find NAME.lua in the search path (team directories first, then the
 --- shipped policies/).
