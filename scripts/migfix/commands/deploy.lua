@@ -14,7 +14,11 @@ local C = {
 `prisma migrate deploy` does: under pg_advisory_lock(72707369), one started row per migration,
 the file sent as ONE query (one implicit transaction), then applied_steps_count and finished_at,
 or the error in logs and a stop. Refuses while a failed migration is recorded (P3009) and on a
-non-empty schema without a ledger (P3005). Each migration is journaled.]],
+non-empty schema without a ledger (P3005). Each migration is journaled.
+With lint_before_deploy = true in the environment, a migration with error-level lint findings
+is not run (exit 1, the findings and the proposed split). With deploy = { lock_timeout = "2s",
+retries = 3, retry_pause = "10s" }, each file waits at most lock_timeout for its locks and is
+retried on 55P03 instead of queueing behind a long transaction.]],
   options = {
     { long = "yes", short = "y", help = "confirm writing when the environment asks" },
     { long = "json", help = "print a JSON document" },
