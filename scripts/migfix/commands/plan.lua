@@ -6,7 +6,8 @@ local C = {
   description = [[Diagnoses every failed migration, walks the environment's policy chain (migfix.lua
 `policies`, default: apply-if-complete, split-large-migration, rollback-and-redeploy,
 refuse-partial-or-drifted) and prints the ordered actions of the first policy that applies,
-with the exact ledger SQL. The connection is read-only (default_transaction_read_only, enforced
+with the exact ledger SQL (the new row id and the client time, which run picks, are shown as
+<new uuid> and <now>). The connection is read-only (default_transaction_read_only, enforced
 by the server): no backup is taken and no journal table is created; the local journal file
 records that a plan was made. Exit 0 when every failed migration has a plan that writes,
 1 when something is refused or no policy applies.]],
