@@ -10,6 +10,7 @@
 local locks = require "migfix.locks"
 local policy = require "migfix.policy"
 local sql = require "migfix.sql"
+local execution = require "migfix.execution"
 
 local M = {}
 
@@ -108,6 +109,19 @@ function M.load_rule(path)
   rule.file = path
   return rule
 end
+
+--- Where rules are looked for: every policy path's checks/ (team rules,
+--- which win on the same id), then the shipped policies/checks.
+---@param policy_paths string[]
+---@param home string migfix's home (scripts/ and policies/)
+---@return string[]
+function M.rule_paths(policy_paths, home)
+  local paths = {}
+  for _, d in ipairs(policy_paths or {}) do paths[#paths + 1] = d .. "/checks" end
+  paths[#paths + 1] = home .. "/policies/checks"
+  return paths
+end
+
 
 --- Load every rule of the given directories (first directory wins on an id).
 ---@param paths string[] directories holding rule files (team dirs first, shipped policies/checks last)
@@ -254,12 +268,12 @@ function M.run_unit(unit, opts)
   local created = {}        -- tables created so far in this file
   local created_index = {}  -- index -> table, created in this file
   local stmts = {}
-  local seg, open = 1, false
-  for i, st in ipairs(unit.statements) do
+  local ex = execution.of(unit, { unit = mode, server_version = server_version })
+  for _, st in ipairs(unit.statements) do
     local tree = sql.parse(st.text)
     local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
-    if mode == "statement" and not open and i > 1 then seg = seg + 1 end
-    local nontx = st.non_transactional and not (st.before_pg and (server_version or 120000) >= st.before_pg)
+    local seg = ex.segment_of[st.index]
+    local nontx = execution.non_transactional(st, server_version)
     local s = {
       index = st.index, line = st.line, end_line = st.end_line, text = st.text, kind = st.kind, file = file,
       tx_control = st.tx_control, tx = tx_kind(node), non_transactional = nontx or false,
@@ -345,11 +359,6 @@ function M.run_unit(unit, opts)
     for _, t in ipairs(s.tables) do s.lock = locks.max(s.lock, t.lock) end
     s.ddl = not s.dml and not s.set and not s.tx_control and #s.actions > 0 and s.actions[1].key ~= "set"
     stmts[#stmts + 1] = s
-    if s.tx == "begin" then open = true
-    elseif s.tx == "end" then
-      open = false
-      if mode == "file" then seg = seg + 1 end
-    end
   end
 
   -- what a rule sees besides the statement

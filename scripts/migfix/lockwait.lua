@@ -27,21 +27,18 @@ local function sleep_ms(ms)
   ptime.nanosleep { tv_sec = ms // 1000, tv_nsec = (ms % 1000) * 1000000 }
 end
 
---- Whether a failure of `text` leaves nothing behind (one implicit transaction).
+--- Whether a failed attempt of `text` can simply be sent again: it left
+--- nothing behind (migfix.execution: all or nothing under the native engine)
+--- and has no transaction control of its own (after an error inside the
+--- file's own BEGIN the session stays in an aborted transaction block).
 ---@param text string
 ---@param server_version integer?
 ---@return boolean
 function M.atomic(text, server_version)
   local unit = require("migfix.effects").analyze(text)
   if not unit then return true end -- a syntax error fails before anything runs
-  for _, s in ipairs(unit.statements) do
-    if s.tx_control then return false end
-    if s.non_transactional and not (s.before_pg and server_version and server_version >= s.before_pg) then
-      -- a single statement is still all-or-nothing
-      if #unit.statements > 1 then return false end
-    end
-  end
-  return true
+  local ex = require("migfix.execution").of(unit, { unit = "file", server_version = server_version })
+  return ex.all_or_nothing and #ex.tx_control == 0
 end
 
 --- Run `text` on conn with a session lock_timeout and bounded retries on 55P03.

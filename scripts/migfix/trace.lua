@@ -16,6 +16,7 @@
 --- multi-statement file under unit "file" they fail with 25001 inside the
 --- transaction, exactly as under Prisma.
 local effects = require "migfix.effects"
+local execution = require "migfix.execution"
 local proc = require "migfix.proc"
 
 local M = {}
@@ -127,24 +128,10 @@ function M.run(conn, text, meta, opts)
     return nil, perr.message, { message = perr.message }
   end
   local sv = opts.server_version or conn:server_version()
-  local function nontx(s)
-    return s.non_transactional and not (s.before_pg and sv >= s.before_pg)
-  end
-  local has_tx_control, n_nontx = false, 0
-  for _, s in ipairs(unit.statements) do
-    if s.tx_control then has_tx_control = true end
-    if nontx(s) then n_nontx = n_nontx + 1 end
-  end
-  local mode
-  if has_tx_control then
-    mode = "as written"          -- the file's own BEGIN/COMMIT
-  elseif opts.unit == "statement" then
-    mode = "autocommit"          -- each statement its own transaction
-  elseif #unit.statements == 1 and n_nontx == 1 then
-    mode = "autocommit"          -- one non-transactional statement: no implicit transaction
-  else
-    mode = "transaction"         -- Prisma's one implicit transaction
-  end
+  local function nontx(s) return execution.non_transactional(s, sv) end
+  -- "as written" (the file's own BEGIN/COMMIT), "autocommit" (each statement
+  -- its own transaction) or "transaction" (Prisma's one implicit transaction)
+  local mode = execution.of(unit, { unit = opts.unit, server_version = sv }).runs_as
   unit_rec.mode = mode
   unit_rec.statement_count = #unit.statements
 

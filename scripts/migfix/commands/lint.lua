@@ -57,13 +57,6 @@ local function sizes_of(conn, schemas)
   return sizes, snap
 end
 
-local function rule_paths(ctx)
-  local p = ctx:project()
-  local paths = {}
-  for _, d in ipairs(p.policy_paths) do paths[#paths + 1] = d .. "/checks" end
-  paths[#paths + 1] = ctx.info.home .. "/policies/checks"
-  return paths
-end
 
 function C.run(ctx, opts, args)
   local format = opts.format or (opts.json and "json") or "text"
@@ -81,7 +74,7 @@ function C.run(ctx, opts, args)
   local p = ctx:project()
   local settings_ok, settings = pcall(lint.settings, p.env.lint)
   if not settings_ok then ui.fail { message = tostring(settings), code = ui.EXIT.USAGE } end
-  local rules, rerr = lint.load_rules(rule_paths(ctx))
+  local rules, rerr = lint.load_rules(lint.rule_paths(ctx:project().policy_paths, ctx.info.home))
   if not rules then ui.fail { message = rerr, hint = "fix the rule file (README \"Lint\" shows the shape)", code = ui.EXIT.USAGE } end
   local list = ctx:migrations()
 
