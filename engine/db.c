@@ -771,7 +771,7 @@ static int conn_info(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
     mf_checknargs(L, 1, "conn:info()");
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     lua_pushstring(L, PQhost(c->pg));
     lua_setfield(L, -2, "host");
     lua_pushinteger(L, (lua_Integer)strtol(PQport(c->pg) ? PQport(c->pg) : "0", NULL, 10));
@@ -786,6 +786,8 @@ static int conn_info(lua_State *L)
     lua_setfield(L, -2, "backend_pid");
     lua_pushboolean(L, c->readonly);
     lua_setfield(L, -2, "readonly");
+    lua_pushboolean(L, PQtransactionStatus(c->pg) != PQTRANS_IDLE);
+    lua_setfield(L, -2, "in_transaction");
     return 1;
 }
 

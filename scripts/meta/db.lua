@@ -153,6 +153,7 @@ function Conn:server_version() end
 ---@field schema string the URL's ?schema=, else "public"
 ---@field backend_pid integer
 ---@field readonly boolean
+---@field in_transaction boolean a transaction is open on the connection
 
 ---@return migfix.db.SessionInfo
 function Conn:info() end

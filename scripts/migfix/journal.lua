@@ -25,7 +25,8 @@ M.ZERO = string.rep("0", 64)
 M.FIELDS = { "seq", "at", "os_user", "host", "environment", "command", "policy", "migration", "action", "outcome",
              "ledger_schema", "before", "after", "backup", "details", "prev_hash" }
 M.ACTIONS = { diagnosis = true, backup = true, mark_applied = true, mark_rolled_back = true, deploy = true,
-              refusal = true, undo = true, after_hook = true, plan = true, simulate = true, split = true }
+              refusal = true, undo = true, after_hook = true, plan = true, simulate = true, split = true,
+              attempt = true, drop_invalid_index = true }
 M.OUTCOMES = { ok = true, failed = true, refused = true, planned = true, skipped = true }
 --- actions that change the ledger (what `undo` can revert)
 M.REPAIRS = { mark_applied = true, mark_rolled_back = true, deploy = true, undo = true }
@@ -507,23 +508,51 @@ function M.mirror(conn, jschema, path, stored)
   return M.append_file(path, stored, { db = db_anchor(conn, jschema, stored) })
 end
 
---- Record an entry: the database append (when conn is given; inside the
---- caller's transaction) and then the file mirror. Without conn (read-only
---- runs: plan, simulate), only the file.
----@return table|nil entry the database entry (or the file entry without conn)
+--- Record an entry, the one way entries are written:
+---   * inside the transaction txn.run holds open on conn: the row joins that
+---     transaction and the file mirror is written after it commits;
+---   * on conn with no transaction open: a transaction of its own, then the
+---     mirror;
+---   * without conn, or on a read-only connection (plan, simulate): the file only.
+---@return table|nil entry the database entry (or the file entry without a database)
 ---@return table|string|nil file_entry_or_err
 ---@return table|nil info {stage = "database"|"file", entry = stored database entry}
 function M.record(conn, jschema, path, entry, opts)
-  if conn == nil then
+  if conn == nil or conn:info().readonly then
     local fe, err = M.append_file(path, entry)
     if not fe then return nil, err, { stage = "file" } end
     return fe, fe
   end
-  local stored, err, info = M.append(conn, jschema, entry, opts)
-  if not stored then
-    info = info or {}
-    info.stage = "database"
-    return nil, err, info
+  local txn = require "migfix.txn"
+  local function mirror(stored)
+    if path then pcall(M.mirror, conn, jschema, path, stored) end
+  end
+  if txn.active(conn) then
+    local stored, err, info = M.append(conn, jschema, entry, opts)
+    if not stored then
+      info = info or {}
+      info.stage = "database"
+      return nil, err, info
+    end
+    txn.after_commit(conn, function() mirror(stored) end)
+    return stored
+  end
+  if conn:info().in_transaction then
+    error("journal.record: a transaction not opened by txn.run is open on this connection "
+      .. "(use txn.run, so the file mirror follows the commit)", 2)
+  end
+  local stored, err, info
+  local ok, raised = pcall(txn.run, conn, function()
+    stored, err, info = M.append(conn, jschema, entry, opts)
+    if not stored then error({ journal_failed = true }, 0) end
+  end, "write the journal")
+  if not ok then
+    if type(raised) == "table" and raised.journal_failed then
+      info = info or {}
+      info.stage = "database"
+      return nil, err, info
+    end
+    return nil, ui.is_error(raised) and raised.message or tostring(raised), { stage = "database" }
   end
   if path then
     local fe, ferr = M.mirror(conn, jschema, path, stored)
@@ -531,6 +560,22 @@ function M.record(conn, jschema, path, entry, opts)
     return stored, fe
   end
   return stored
+end
+
+--- The local file's account of an attempt whose database write failed
+--- (the transaction, journal row included, rolled back): the entry with the
+--- error in details[field] (default "error"; "journal_error" when the
+--- journal itself could not be written). Best effort; never raises.
+function M.note_failure(path, entry, err, field)
+  if not path then return nil end
+  local e = {}
+  for k, v in pairs(entry) do e[k] = v end
+  e.outcome = "failed"
+  e.details = {}
+  for k, v in pairs(type(entry.details) == "table" and entry.details or {}) do e.details[k] = v end
+  e.details[field or "error"] = ui.is_error(err) and err.message or tostring(err)
+  local ok, fe = pcall(M.append_file, path, e)
+  return ok and fe or nil
 end
 
 -- ------------------------------------------------------------ verification

@@ -24,11 +24,9 @@ end
 -- append entries, each in its own transaction
 local function append_n(conn, n, file)
   local out = {}
+  local txn = require "migfix.txn"
   for i = 1, n do
-    local tx <close> = assert(conn:begin())
-    local e = assert(journal.record(conn, JS, file, entry(i)))
-    assert(tx:commit())
-    out[i] = e
+    out[i] = txn.run(conn, function() return assert(journal.record(conn, JS, file, entry(i))) end)
   end
   return out
 end
