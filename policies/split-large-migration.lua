@@ -4,10 +4,12 @@
 -- scanning SET NOT NULL, a non-transactional statement among others, ...),
 -- do not rerun it: refuse with the findings and the proposed split, which
 -- `migfix split NAME --write` writes as new Prisma migration folders.
--- Put it before rollback-and-redeploy in the chain; the engine fills m.lint.
+-- Put it before rollback-and-redeploy in the chain; `needs = { "lint" }` makes
+-- the engine fill m.lint (plan, run and simulate alike).
 local policy = {
   name = "split-large-migration",
   description = "verdict absent and error-level lint findings: refuse the rerun, propose the split (migfix split)",
+  needs = { "lint" },
 }
 
 local function errors(m)

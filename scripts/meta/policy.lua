@@ -5,7 +5,7 @@
 ---@class Policy
 ---@field name string shown in plans and the journal
 ---@field description? string one line
----@field needs? string[] { "posix" } to be allowed require "posix"
+---@field needs? string[] "lint" for m.lint; "posix" to be allowed require "posix"
 ---@field applies fun(m: Evidence, env: EnvInfo): boolean, string? true when this policy acts; else false and why not
 ---@field decide fun(m: Evidence, plan: Plan, env: EnvInfo) describe the actions through plan
 
@@ -52,7 +52,9 @@
 ---@field statements {index: integer, line: integer, text: string, kind: string, tx_control: boolean, non_transactional: boolean, unverifiable: boolean}[]
 ---@field likely_failed_statement? {index?: integer, line?: integer, text?: string, reason: string}
 ---@field inconsistent? string
----@field lint? {available: boolean, findings: table[], errors: integer, split: table} filled when the chain has split-large-migration
+---@field invalid_indexes? {schema: string, name: string, table: string}[] INVALID indexes the migration creates
+---@field in_progress? {pid: integer, application_name: string, since: string} another session holds Prisma's lock: a deploy still running
+---@field lint? {available: boolean, findings: table[], errors: integer, split: table} for a policy with needs = { "lint" }
 
 ---@class Plan
 local Plan = {}
@@ -73,6 +75,11 @@ function Plan:mark_rolled_back() end
 ---Mark rolled back, then deploy the current file as `prisma migrate deploy`, under one lock.
 ---@return Plan
 function Plan:redeploy() end
+
+---Drop an INVALID index an interrupted CREATE INDEX CONCURRENTLY left (DROP INDEX CONCURRENTLY IF EXISTS).
+---@param t {schema?: string, name: string, table?: string}
+---@return Plan
+function Plan:drop_invalid_index(t) end
 
 ---Afterwards, check the ledger shows the migration applied and not failed.
 ---@return Plan

@@ -5,6 +5,9 @@ local db = require "migfix.db"
 local M = {}
 
 M.TABLE = "_prisma_migrations"
+--- Prisma's migration lock: pg_advisory_lock(72707369), session level
+--- (prisma-migrate.md §8). The one place the key is written.
+M.LOCK_KEY = 72707369
 M.COLUMNS = { "id", "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }
 M.REQUIRED = { "id", "checksum", "migration_name", "started_at", "applied_steps_count" }
 
@@ -36,6 +39,24 @@ function M.read(conn, schema)
   if not rows then return nil, err, info end
   out.rows = rows
   return out
+end
+
+--- Other sessions holding Prisma's migration lock on this database (a
+--- deploy or resolve in progress, or an orphaned pooler session).
+---@return table[]|nil holders {pid, application_name, usename, client_addr, since, query}
+---@return string? err
+function M.lock_holders(conn)
+  local key = M.LOCK_KEY
+  local rows, err, info = conn:query([[
+    SELECT a.pid, a.usename, a.application_name, host(a.client_addr) AS client_addr,
+           to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since, a.query
+      FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1
+       AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+     ORDER BY a.backend_start, a.pid]], tostring(key >> 32), tostring(key & 0xffffffff))
+  if not rows then return nil, err, info end
+  return rows
 end
 
 local function is_failed(r) return null(r.finished_at) and null(r.rolled_back_at) end

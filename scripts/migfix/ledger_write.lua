@@ -1,17 +1,22 @@
 --- Writing Prisma's `_prisma_migrations` exactly as Prisma writes it
---- (prisma-migrate.md §4–§6). Every write is first built as a list of
---- statements ({sql, params, what}) so that `migfix plan` prints exactly
---- the SQL that `migfix run` executes; `execute` then runs them in one
---- transaction together with the journal entry that describes them.
+--- (prisma-migrate.md §4–§6): the one write boundary of the ledger. Every
+--- write is first built as a list of statements ({sql, params, what,
+--- expect}) so that `migfix plan` prints exactly the SQL that `migfix run`
+--- executes; `execute` then runs them in one transaction together with the
+--- journal entry that describes them. Each UPDATE names the row state it
+--- was decided from (id, finished_at IS NULL, rolled_back_at IS NULL) and
+--- must change exactly `expect` rows, or the whole transaction rolls back:
+--- a write never lands on rows another session changed since migfix read them.
 local db = require "migfix.db"
 local crypto = require "migfix.crypto"
 local mig = require "migfix.migrations"
 local ledger = require "migfix.ledger"
 local ui = require "migfix.ui"
+local txn = require "migfix.txn"
 
 local M = {}
 
-M.LOCK_KEY = 72707369
+M.LOCK_KEY = ledger.LOCK_KEY
 
 -- Prisma's exact DDL (prisma-engines create_migrations_table), qualified
 -- with the ledger schema instead of relying on search_path.
@@ -29,20 +34,19 @@ function M.create_table_sql(conn, schema)
 end
 
 --- Client-side UTC time with microseconds, as Prisma's chrono::Utc::now().
-function M.now()
-  local ok, ptime = pcall(require, "posix.time")
-  if ok then
-    local ts = ptime.clock_gettime(ptime.CLOCK_REALTIME)
-    return os.date("!%Y-%m-%dT%H:%M:%S", ts.tv_sec) .. (".%06dZ"):format(ts.tv_nsec // 1000)
-  end
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
-end
+function M.now() return require("migfix.sys").utc_now() end
 
 local function refuse(code, message, hint)
   ui.fail { message = message, hint = hint, code = ui.EXIT.ATTENTION, prisma_code = code }
 end
 
 local function rows_of(st_entry) return st_entry and st_entry.rows or {} end
+
+-- Prisma's `SET rolled_back_at` of one failed row, only while it is failed.
+local function roll_back(q, now, r)
+  return { sql = ("UPDATE %s SET rolled_back_at = $1::timestamptz WHERE id = $2 AND finished_at IS NULL AND rolled_back_at IS NULL"):format(q),
+           params = { now, r.id }, what = "mark the failed row rolled back", id = r.id, expect = 1 }
+end
 
 --- Statements for `resolve --applied NAME` (§5): rolled_back_at on every
 --- failed row of NAME, then a new row with the local file's checksum.
@@ -65,10 +69,7 @@ function M.mark_applied(conn, schema, entry, text, opts)
   local stmts = {}
   if opts.create_table then stmts[#stmts + 1] = { sql = M.create_table_sql(conn, schema), params = {}, what = "create the ledger table (as Prisma's baseline does)" } end
   for _, r in ipairs(rows_of(entry)) do
-    if ledger.is_failed(r) then
-      stmts[#stmts + 1] = { sql = ("UPDATE %s SET rolled_back_at = $1::timestamptz WHERE id = $2"):format(q),
-                            params = { now, r.id }, what = "mark the failed row rolled back", id = r.id }
-    end
+    if ledger.is_failed(r) then stmts[#stmts + 1] = roll_back(q, now, r) end
   end
   local id = opts.id or crypto.uuid4()
   -- Prisma takes a fresh Utc::now() for the new row, after the rolled_back_at
@@ -77,9 +78,10 @@ function M.mark_applied(conn, schema, entry, text, opts)
   -- finished_at, later than the rolled_back_at it just wrote.
   local applied_at = opts.now or M.now()
   stmts[#stmts + 1] = {
-    sql = ("INSERT INTO %s (id, checksum, logs, started_at, finished_at, migration_name) VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6)"):format(q),
+    sql = ("INSERT INTO %s (id, checksum, logs, started_at, finished_at, migration_name) SELECT $1::varchar, $2::varchar, $3::text, $4::timestamptz, $5::timestamptz, $6::varchar "
+      .. "WHERE NOT EXISTS (SELECT 1 FROM %s WHERE migration_name = $6::varchar AND finished_at IS NOT NULL)"):format(q, q),
     params = { id, mig.checksum(text), "", applied_at, applied_at, entry.name },
-    what = "insert the applied row (logs '', applied_steps_count 0, started_at = finished_at)", id = id,
+    what = "insert the applied row (logs '', applied_steps_count 0, started_at = finished_at)", id = id, expect = 1,
   }
   return stmts
 end
@@ -105,10 +107,7 @@ function M.mark_rolled_back(conn, schema, entry, opts)
   local now = opts.now or M.now()
   local stmts = {}
   for _, r in ipairs(rows) do
-    if ledger.is_failed(r) then
-      stmts[#stmts + 1] = { sql = ("UPDATE %s SET rolled_back_at = $1::timestamptz WHERE id = $2"):format(q),
-                            params = { now, r.id }, what = "mark the failed row rolled back", id = r.id }
-    end
+    if ledger.is_failed(r) then stmts[#stmts + 1] = roll_back(q, now, r) end
   end
   return stmts
 end
@@ -129,11 +128,10 @@ function M.render(conn, stmts)
 end
 
 local function read_rows(conn, schema, name)
-  local l, err = ledger.read(conn, schema)
-  if not l then return nil, err end
-  local out = {}
-  for _, r in ipairs(l.rows) do if r.migration_name == name then out[#out + 1] = r end end
-  return out
+  local rows, err, info = conn:query(("SELECT %s FROM %s WHERE migration_name = $1 ORDER BY started_at ASC"):format(
+    table.concat(ledger.COLUMNS, ", "), ledger.qualified(conn, schema)), name)
+  if not rows then return nil, err, info end
+  return rows
 end
 M.read_rows = read_rows
 
@@ -153,26 +151,41 @@ function M.with_lock(conn, timeout_ms, fn)
   return table.unpack(res, 2, res.n)
 end
 
---- Run statements in ONE transaction, with `journal_fn(before_rows)` called
---- inside it (it appends the journal entry); a failure rolls back both.
+--- Run one statement of a write; a row count other than s.expect means the
+--- ledger changed since the decision: raise (the transaction rolls back).
+local function run_stmt(conn, s)
+  local rows, cols_or_err, affected_or_info = conn:query(s.sql, table.unpack(s.params, 1, #s.params))
+  if not rows then
+    local info = affected_or_info
+    ui.fail { message = ("could not write the ledger (%s): %s"):format(s.what or "statement", cols_or_err),
+              detail = info and info.detail, hint = "the transaction was rolled back: the ledger is as it was", code = ui.EXIT.FAILURE }
+  end
+  local affected = affected_or_info
+  if s.expect and affected ~= s.expect then
+    ui.fail { message = ("the ledger changed since migfix read it: \"%s\" touched %s row(s), not %d"):format(
+                s.what or "statement", tostring(affected), s.expect),
+              detail = s.id and ("row " .. tostring(s.id)) or nil,
+              hint = "another session wrote _prisma_migrations meanwhile; nothing was written: run migfix again",
+              code = ui.EXIT.ATTENTION, changed = true }
+  end
+  return rows
+end
+M.run_stmt = run_stmt
+
+--- Run statements in ONE transaction, with `journal_fn(before, after)` called
+--- inside it (it records the journal entry); opts.check(before, after) may
+--- raise to refuse the result. Any failure rolls back all of it.
 ---@return table result {before, after}
-function M.execute(conn, schema, name, stmts, journal_fn)
-  local tx <close> = conn:begin()
-  local before = assert(read_rows(conn, schema, name))
-  for _, s in ipairs(stmts) do
-    local ok, err, info = conn:query(s.sql, table.unpack(s.params, 1, #s.params))
-    if not ok then
-      ui.fail { message = ("could not write the ledger (%s): %s"):format(s.what or "statement", err),
-                detail = info and info.detail, hint = "the transaction was rolled back: the ledger is as it was", code = ui.EXIT.FAILURE }
-    end
-  end
-  local after = assert(read_rows(conn, schema, name))
-  if journal_fn then journal_fn(before, after) end
-  local ok, err = tx:commit()
-  if not ok then
-    ui.fail { message = "could not commit the ledger change: " .. tostring(err), hint = "the ledger is as it was", code = ui.EXIT.FAILURE }
-  end
-  return { before = before, after = after }
+function M.execute(conn, schema, name, stmts, journal_fn, opts)
+  opts = opts or {}
+  return txn.run(conn, function()
+    local before = assert(read_rows(conn, schema, name))
+    for _, s in ipairs(stmts) do run_stmt(conn, s) end
+    local after = assert(read_rows(conn, schema, name))
+    if opts.check then opts.check(before, after) end
+    if journal_fn then journal_fn(before, after) end
+    return { before = before, after = after }
+  end, opts.what or "write the ledger")
 end
 
 --- The `logs` text Prisma's native engine writes for a failed script (P3018).
@@ -187,40 +200,129 @@ function M.p3018_logs(name, msg, info)
 end
 
 --- Deploy one migration as Prisma does (§4): insert the started row, run
---- the file as ONE simple-protocol query (one implicit transaction), then
---- applied_steps_count + 1 and finished_at, or logs on failure. The final
---- updates and the journal entry share one transaction.
----@return boolean ok, table result {id, error, info, before, after}
+--- the file (as ONE simple-protocol query unless opts.runner says otherwise),
+--- then applied_steps_count + 1 and finished_at, or logs on failure. The
+--- final updates and the journal entry share one transaction.
+---   opts.runner(conn, text)  how the script is sent (lockwait, the tracer)
+---   opts.attempt(id)         called (and must commit its journal entry) before
+---                            the started row is written: an interrupted run
+---                            leaves an attempt with no outcome
+---   opts.verify(conn)        called after the script succeeded, before the
+---                            final updates; its result is res.verification
+---@return boolean ok, table result {id, error, info, before, after, ms, verification}
 function M.deploy_one(conn, schema, name, text, journal_fn, opts)
   opts = opts or {}
+  local sys = require "migfix.sys"
   local q = ledger.qualified(conn, schema)
   local before = assert(read_rows(conn, schema, name))
   local id = crypto.uuid4()
-  local ok, err, info = conn:query(("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
+  if opts.attempt then opts.attempt(id) end
+  local ok, err = conn:query(("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
     id, mig.checksum(text), M.now(), name)
   if not ok then
     ui.fail { message = "could not record the start of " .. name .. ": " .. err, code = ui.EXIT.FAILURE }
   end
-  local t0 = os.clock()
-  local sok, serr, sinfo
-  if opts.run_script then
-    sok, serr, sinfo = opts.run_script(conn, text)
-  else
-    sok, serr, sinfo = conn:exec(text)
-  end
-  local res = { id = id, before = before, seconds = os.clock() - t0 }
-  local tx <close> = conn:begin()
-  if sok then
-    assert(conn:query(("UPDATE %s SET applied_steps_count = applied_steps_count + $1 WHERE id = $2"):format(q), 1, id))
-    assert(conn:query(("UPDATE %s SET finished_at = $1::timestamptz WHERE id = $2"):format(q), M.now(), id))
-  else
-    res.error, res.info = serr, sinfo
-    assert(conn:query(("UPDATE %s SET logs = $1 WHERE id = $2"):format(q), M.p3018_logs(name, serr, sinfo), id))
-  end
-  res.after = assert(read_rows(conn, schema, name))
-  if journal_fn then journal_fn(res.before, res.after, sok and true or false, res) end
-  assert(tx:commit())
+  local t0 = sys.now_ms()
+  local runner = opts.runner or opts.run_script or function(c, t) return c:exec(t) end
+  local sok, serr, sinfo = runner(conn, text)
+  local res = { id = id, before = before, ms = sys.now_ms() - t0 }
+  res.seconds = res.ms / 1000
+  if sok and opts.verify then res.verification = opts.verify(conn) end
+  txn.run(conn, function()
+    if sok then
+      run_stmt(conn, { sql = ("UPDATE %s SET applied_steps_count = applied_steps_count + $1 WHERE id = $2 AND finished_at IS NULL"):format(q),
+                       params = { 1, id }, what = "count the applied step", id = id, expect = 1 })
+      run_stmt(conn, { sql = ("UPDATE %s SET finished_at = $1::timestamptz WHERE id = $2 AND finished_at IS NULL"):format(q),
+                       params = { M.now(), id }, what = "record the migration finished", id = id, expect = 1 })
+    else
+      res.error, res.info = serr, sinfo
+      run_stmt(conn, { sql = ("UPDATE %s SET logs = $1 WHERE id = $2 AND finished_at IS NULL"):format(q),
+                       params = { M.p3018_logs(name, serr, sinfo), id }, what = "record the error", id = id, expect = 1 })
+    end
+    res.after = assert(read_rows(conn, schema, name))
+    if journal_fn then journal_fn(res.before, res.after, sok and true or false, res) end
+  end, "record the outcome of " .. name)
   return sok and true or false, res
+end
+
+--- Create Prisma's ledger table where deploy would (P3005 first: a non-empty
+--- schema without a ledger is refused).
+function M.ensure_table(conn, schema)
+  local l = assert(ledger.read(conn, schema))
+  if l.exists then return false end
+  M.check_empty_schema(conn, schema)
+  assert(conn:exec("CREATE SCHEMA IF NOT EXISTS " .. conn:quote_ident(schema)))
+  assert(conn:exec(M.create_table_sql(conn, schema)))
+  return true
+end
+
+-- ------------------------------------------------------------ undo
+
+local ROW_COLS = "id text, checksum text, finished_at timestamptz, migration_name text, logs text, " ..
+                 "rolled_back_at timestamptz, started_at timestamptz, applied_steps_count integer"
+local DATA_COLS = { "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }
+
+local function rows_json(rows) return require("migfix.json").encode(require("migfix.json").array(rows or {})) end
+local function names_json(names) return require("migfix.json").encode(require("migfix.json").array(names or {})) end
+
+--- Rows of the given migrations that differ from `want` (by id, every column
+--- compared as PostgreSQL values): {id, name, kind = extra|missing|changed, cols}
+function M.diff_rows(conn, schema, names, want)
+  local q = ledger.qualified(conn, schema)
+  local distinct = {}
+  for _, c in ipairs(DATA_COLS) do
+    distinct[#distinct + 1] = ("CASE WHEN w.%s IS DISTINCT FROM h.%s THEN '%s' END"):format(c, c, c)
+  end
+  return conn:query(([[
+    WITH want AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS w(%s)),
+         have AS (SELECT id::text, checksum::text, finished_at, migration_name::text, logs, rolled_back_at, started_at,
+                         applied_steps_count FROM %s
+                   WHERE migration_name::text = ANY (ARRAY(SELECT jsonb_array_elements_text($2::jsonb))))
+    SELECT coalesce(w.id, h.id) AS id, coalesce(w.migration_name, h.migration_name) AS name,
+           CASE WHEN w.id IS NULL THEN 'extra' WHEN h.id IS NULL THEN 'missing' ELSE 'changed' END AS kind,
+           concat_ws(', ', %s) AS cols
+      FROM want w FULL JOIN have h ON h.id = w.id
+     WHERE w.id IS NULL OR h.id IS NULL
+        OR (w.checksum, w.finished_at, w.migration_name, w.logs, w.rolled_back_at, w.started_at, w.applied_steps_count)
+           IS DISTINCT FROM
+           (h.checksum, h.finished_at, h.migration_name, h.logs, h.rolled_back_at, h.started_at, h.applied_steps_count)
+     ORDER BY 2, 1]]):format(ROW_COLS, q, table.concat(distinct, ", ")), rows_json(want), names_json(names))
+end
+
+--- Rows of other migrations written after time `at` (deploys since).
+function M.newer_rows(conn, schema, names, at)
+  return conn:query(([[
+    SELECT id::text AS id, migration_name::text AS name FROM %s
+     WHERE NOT (migration_name::text = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))))
+       AND greatest(started_at, finished_at, rolled_back_at) > $2::timestamptz
+     ORDER BY started_at, id]]):format(ledger.qualified(conn, schema)), names_json(names), at)
+end
+
+--- Statements that turn the rows `after` back into `before` (undo): delete
+--- what was inserted, restore what changed, re-insert what was removed.
+function M.restore(conn, schema, before, after)
+  local q = ledger.qualified(conn, schema)
+  local sets = {}
+  for _, c in ipairs(DATA_COLS) do sets[#sets + 1] = ("%s = w.%s"):format(c, c) end
+  return {
+    { sql = ([[DELETE FROM %s WHERE id IN (SELECT id FROM jsonb_to_recordset($1::jsonb) AS a(id text))
+                 AND id NOT IN (SELECT id FROM jsonb_to_recordset($2::jsonb) AS b(id text))]]):format(q),
+      params = { rows_json(after), rows_json(before) }, what = "delete the rows the repair inserted" },
+    { sql = ([[UPDATE %s t SET %s FROM jsonb_to_recordset($1::jsonb) AS w(%s) WHERE t.id = w.id]]):format(
+        q, table.concat(sets, ", "), ROW_COLS),
+      params = { rows_json(before) }, what = "restore the changed rows" },
+    { sql = ([[INSERT INTO %s (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
+               SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count
+                 FROM jsonb_to_recordset($1::jsonb) AS w(%s)
+                WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = w.id)]]):format(q, ROW_COLS, q),
+      params = { rows_json(before) }, what = "re-insert the rows the repair removed" },
+  }
+end
+
+--- Lock the ledger table against other writers for the open transaction.
+function M.lock_table(conn, schema)
+  return run_stmt(conn, { sql = "LOCK TABLE " .. ledger.qualified(conn, schema) .. " IN SHARE ROW EXCLUSIVE MODE",
+                          params = {}, what = "lock the ledger" })
 end
 
 --- P3005: a deploy into a non-empty schema with no ledger table.

@@ -7,7 +7,11 @@ local ui = require "migfix.ui"
 
 local M = {}
 
-M.ACTIONS = { "backup", "mark_applied", "mark_rolled_back", "redeploy", "refuse", "note", "check" }
+M.ACTIONS = { "backup", "mark_applied", "mark_rolled_back", "redeploy", "drop_invalid_index", "refuse", "note", "check" }
+--- What a policy may declare in `needs`: "posix" (luaposix through require),
+--- "lint" (m.lint: lint findings and the proposed split).
+M.NEEDS = { posix = true, lint = true }
+M.BACKUP_SCOPES = { full = true, schema = true, ledger = true }
 M.DEADLINE_SECONDS = 5
 
 local function copy(t)
@@ -108,7 +112,16 @@ function M.load(path)
     end
   end
   local declared = false
-  for _, n in ipairs(type(pol.needs) == "table" and pol.needs or {}) do if n == "posix" then declared = true end end
+  if pol.needs ~= nil and type(pol.needs) ~= "table" then
+    ui.fail { message = ("policy %s: needs must be a list, e.g. needs = { \"lint\" }"):format(path), code = ui.EXIT.USAGE }
+  end
+  for _, n in ipairs(pol.needs or {}) do
+    if not M.NEEDS[n] then
+      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, tostring(n), "posix, lint"),
+                code = ui.EXIT.USAGE }
+    end
+    if n == "posix" then declared = true end
+  end
   required.loaded, required.declared = true, declared
   if #required > 0 then
     if not declared then
@@ -125,6 +138,15 @@ function M.load_chain(names, paths)
   return chain
 end
 
+--- What the policies of a chain need, as a set ({lint = true, ...}).
+function M.needs(chain)
+  local set = {}
+  for _, pol in ipairs(chain) do
+    for _, n in ipairs(pol.needs or {}) do set[n] = true end
+  end
+  return set
+end
+
 --- The plan object handed to decide(): each call appends one action.
 local Plan = {}
 Plan.__index = Plan
@@ -136,31 +158,60 @@ local function add(self, kind, t)
   return self
 end
 
-local function checked(call, t, allowed)
+local function checked(call, t, allowed, nargs)
+  if nargs > 1 then error(("%s takes one table argument, got %d arguments"):format(call, nargs), 3) end
   if t == nil then return {} end
   if type(t) ~= "table" then error(("%s expects a table: %s"):format(call, call .. " { ... }"), 3) end
   for k in pairs(t) do
     if not allowed[k] then error(("%s: unrecognized option \"%s\""):format(call, tostring(k)), 3) end
   end
-  return t
+  local o = {}
+  for k, v in pairs(t) do o[k] = v end
+  return o
+end
+
+local function no_args(call, n)
+  if n > 0 then error(("%s takes no arguments, got %d"):format(call, n), 3) end
 end
 
 --- plan:backup{ scope = "full"|"schema"|"ledger", reason = "..." }
-function Plan:backup(t) return add(self, "backup", checked("plan:backup", t, { scope = true, reason = true })) end
+function Plan:backup(...)
+  local t = checked("plan:backup", (...), { scope = true, reason = true }, select("#", ...))
+  if t.scope ~= nil and not M.BACKUP_SCOPES[t.scope] then
+    error(("plan:backup: unrecognized scope \"%s\" (expected full, schema or ledger)"):format(tostring(t.scope)), 2)
+  end
+  if t.reason ~= nil then t.reason = tostring(t.reason) end
+  return add(self, "backup", t)
+end
 --- plan:mark_applied() — `resolve --applied` for this migration
-function Plan:mark_applied() return add(self, "mark_applied") end
+function Plan:mark_applied(...) no_args("plan:mark_applied()", select("#", ...)) return add(self, "mark_applied") end
 --- plan:mark_rolled_back() — `resolve --rolled-back` for this migration
-function Plan:mark_rolled_back() return add(self, "mark_rolled_back") end
+function Plan:mark_rolled_back(...) no_args("plan:mark_rolled_back()", select("#", ...)) return add(self, "mark_rolled_back") end
 --- plan:redeploy() — mark rolled back and deploy the current file, under one lock
-function Plan:redeploy() return add(self, "redeploy") end
+function Plan:redeploy(...) no_args("plan:redeploy()", select("#", ...)) return add(self, "redeploy") end
+--- plan:drop_invalid_index{ schema = "public", name = "Ticket_x_idx" } — DROP INDEX CONCURRENTLY IF EXISTS
+--- of an INVALID index an interrupted CREATE INDEX CONCURRENTLY left (refused at run time if it is valid)
+function Plan:drop_invalid_index(...)
+  local t = checked("plan:drop_invalid_index", (...), { schema = true, name = true, table = true }, select("#", ...))
+  if type(t.name) ~= "string" or t.name == "" then
+    error("plan:drop_invalid_index needs the index: plan:drop_invalid_index { schema = \"public\", name = \"...\" }", 2)
+  end
+  return add(self, "drop_invalid_index", t)
+end
 --- plan:check() — after the writes, verify the ledger shows it applied and nothing failed
-function Plan:check() return add(self, "check") end
+function Plan:check(...) no_args("plan:check()", select("#", ...)) return add(self, "check") end
 --- plan:note(text) — a line in the report
-function Plan:note(text) return add(self, "note", { text = tostring(text) }) end
+function Plan:note(text, ...)
+  no_args("plan:note(text)", select("#", ...))
+  if text == nil then error("plan:note needs a text: plan:note(\"...\")", 2) end
+  return add(self, "note", { text = tostring(text) })
+end
 --- plan:refuse(reason, { hint = "...", objects = {...} }) — no write; exit 1
-function Plan:refuse(reason, t)
-  t = checked("plan:refuse", t, { hint = true, objects = true })
+function Plan:refuse(reason, ...)
+  if reason == nil then error("plan:refuse needs a reason: plan:refuse(\"why\", { hint = \"...\" })", 2) end
+  local t = checked("plan:refuse", (...), { hint = true, objects = true }, select("#", ...))
   t.reason = tostring(reason)
+  if t.hint ~= nil then t.hint = tostring(t.hint) end
   return add(self, "refuse", t)
 end
 
@@ -182,33 +233,38 @@ local function freeze(v, seen)
 end
 M.freeze = freeze
 
---- Walk the chain for one migration's evidence m. Returns
---- {policy, actions} for the first policy that applies, or nil and the
---- list of {policy, why} that did not apply.
+local function policy_error(pol, fn, err)
+  local text = tostring(err)
+  local first = text:match("^[^\n]*")
+  ui.fail { message = ("policy \"%s\" failed in %s(): %s"):format(pol.name, fn, first),
+            detail = text ~= first and text or nil,
+            hint = ("fix %s; nothing was written (policies only decide, the engine writes afterwards)"):format(pol.file or "the policy file"),
+            code = ui.EXIT.USAGE }
+end
+
+--- Walk the chain for one migration's evidence m. Returns {policy, actions}
+--- for the first policy that applies (or nil), and the list of {policy, why}
+--- of the policies before it that declined.
 function M.evaluate(chain, m, envinfo)
   local reasons = {}
   local fm = freeze(m)
   local fe = freeze(envinfo or {})
   for _, pol in ipairs(chain) do
     local ok, applies, why = with_deadline(pol.applies, fm, fe)
-    if not ok then
-      ui.fail { message = ("policy \"%s\" failed in applies(): %s"):format(pol.name, tostring(applies):match("^[^\n]*")),
-                detail = tostring(applies), hint = "fix the policy file; nothing was written", code = ui.EXIT.FAILURE }
+    if not ok then policy_error(pol, "applies", applies) end
+    if type(applies) ~= "boolean" then
+      policy_error(pol, "applies", ("%s: applies() must return true or false, got %s"):format(pol.file or pol.name, type(applies) == "string" and ("\"" .. applies .. "\"") or type(applies)))
     end
     if applies then
       local plan = setmetatable({ actions = {}, policy = pol.name }, Plan)
       local dok, derr = with_deadline(pol.decide, fm, plan, fe)
-      if not dok then
-        ui.fail { message = ("policy \"%s\" failed in decide(): %s"):format(pol.name, tostring(derr):match("^[^\n]*")),
-                  detail = tostring(derr), hint = "fix the policy file; nothing was written (policies only decide, the engine writes afterwards)",
-                  code = ui.EXIT.FAILURE }
-      end
+      if not dok then policy_error(pol, "decide", derr) end
       if #plan.actions == 0 then
         plan.actions[1] = { action = "refuse", reason = ("policy \"%s\" applied but decided nothing"):format(pol.name) }
       end
-      return { policy = pol, actions = plan.actions }
+      return { policy = pol, actions = plan.actions }, reasons
     end
-    reasons[#reasons + 1] = { policy = pol.name, why = why or "does not apply" }
+    reasons[#reasons + 1] = { policy = pol.name, why = why ~= nil and tostring(why) or "does not apply" }
   end
   return nil, reasons
 end

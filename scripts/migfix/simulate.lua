@@ -16,6 +16,8 @@ local proc = require "migfix.proc"
 local ledger = require "migfix.ledger"
 local lw = require "migfix.ledger_write"
 local resolve = require "migfix.resolve"
+local deploy = require "migfix.deploy"
+local actions = require "migfix.actions"
 local effects = require "migfix.effects"
 local catalog = require "migfix.catalog"
 local verify = require "migfix.verify"
@@ -307,32 +309,6 @@ M.checkpoint = checkpoint
 
 -- ---------------------------------------------------------------- the rehearsal
 
-local function schemas_of(unit, schema)
-  local schemas, seen = { schema }, { [schema] = true }
-  for _, ef in ipairs(unit.effects) do
-    for _, s in ipairs({ ef.schema, ef.ref_schema }) do
-      if s and not seen[s] then seen[s] = true schemas[#schemas + 1] = s end
-    end
-  end
-  return schemas
-end
-
---- Object-by-object check of one migration right after it was applied.
-local function check_objects(conn, schema, name, text, path)
-  local unit = effects.analyze(text, path)
-  if not unit then return { migration = name, verdict = "unverifiable", summary = "the file does not parse" } end
-  local snap, err = catalog.snapshot(conn, schemas_of(unit, schema))
-  if not snap then return { migration = name, verdict = "unverifiable", summary = tostring(err) } end
-  local ev = verify.compare(unit, snap, schema)
-  local bad = {}
-  for _, it in ipairs(ev.items or {}) do
-    if it.state ~= "present" and it.state ~= "absent" and it.state ~= "unverifiable" then
-      bad[#bad + 1] = ("%s %s: %s"):format(it.kind, it.table and it.kind ~= "table" and (it.table .. "." .. it.name) or it.name, it.state)
-    end
-  end
-  return { migration = name, verdict = ev.verdict, summary = ev.summary, counts = ev.counts, problems = json.array(bad) }
-end
-
 local function err_text(e)
   if ui.is_error(e) then
     return e.message .. (e.detail and (" (" .. e.detail:match("^[^\n]*") .. ")") or "")
@@ -340,135 +316,130 @@ local function err_text(e)
   return tostring(e):match("^[^\n]*")
 end
 
-local function find_entry(st, name) return st.by_name[name] end
+local function object_check(name, v)
+  if not v then return nil end
+  return { migration = name, verdict = v.verdict, summary = v.summary, counts = v.counts or json.null,
+           problems = json.array(v.problems or {}) }
+end
 
---- One pass: the chain on the copy, then the pending deploy. Appends to
---- R.chain / R.units (tagged with `pass`); returns {ok, stop_reason}.
-local function one_pass(S, pass)
+--- One pass: the chain, then the pending deploy, on the copy — the same
+--- pipeline as `migfix run` and `migfix deploy` (migfix.resolve,
+--- migfix.deploy), with the decision taken from E (the real database's
+--- evidence in the rehearsal) and the backup rehearsed. Appends to R.chain /
+--- R.units (tagged with `pass`); returns {ok, why}.
+local function one_pass(S, pass, E)
   local simctx, R, tr = S.simctx, S.R, S.tracer
   local conn = S.conn
-  local st = simctx:state(conn)
   local out = { ok = true, policies = {}, chain = {}, units = {} }
   local function stop(why) out.ok = false out.why = why return out end
-  local function unit_hook(u)
+  tr.on_unit = function(u)
     u.pass = pass
     R.units[#R.units + 1] = u
     out.units[#out.units + 1] = u
   end
-  tr.on_unit = unit_hook
 
   -- 1. the chain
-  local items = resolve.decide(simctx, conn, st)
-  for _, item in ipairs(items) do
-    local rec = { pass = pass, migration = item.m.name, verdict = item.m.verdict, summary = item.m.summary,
-                  policy = item.decision and item.decision.policy.name or json.null, actions = {}, not_applied = {} }
-    R.chain[#R.chain + 1] = rec
-    out.chain[#out.chain + 1] = rec
-    for _, r in ipairs(item.reasons or {}) do rec.not_applied[#rec.not_applied + 1] = { policy = r.policy, why = r.why } end
-    rec.not_applied = json.array(rec.not_applied)
-    if not item.decision then
-      rec.outcome = "no policy applies"
-      rec.actions = json.array(rec.actions)
-      return stop(("no policy of the chain applies to %s (verdict %s)"):format(item.m.name, item.m.verdict))
+  local cur
+  local function on_step(event, item, i, a, RR)
+    if event == "item" then
+      cur = { pass = pass, migration = item.m.name, verdict = item.m.verdict, summary = item.m.summary,
+              policy = item.decision and item.decision.policy.name or json.null, actions = {}, not_applied = {} }
+      for _, r in ipairs(item.reasons or {}) do cur.not_applied[#cur.not_applied + 1] = { policy = r.policy, why = r.why } end
+      cur.not_applied = json.array(cur.not_applied)
+      R.chain[#R.chain + 1] = cur
+      out.chain[#out.chain + 1] = cur
+      if item.decision then out.policies[#out.policies + 1] = item.decision.policy.name end
+      local entry = RR.st and RR.st.by_name[item.m.name]
+      local loc = entry and entry["local"]
+      tr.current = { name = item.m.name, path = loc and loc.sql_path, source = "redeploy" }
+    elseif event == "done" then
+      local act = { step = i, action = a.action, description = actions.describe(RR, item, a),
+                    outcome = a.outcome, message = a.message }
+      if a.action == "backup" then act.description = "backup: pg_dump of the real database (verified) before the first write" end
+      if a.action == "refuse" then act.hint = a.hint end
+      cur.actions[#cur.actions + 1] = act
+      checkpoint(S.state)
     end
-    out.policies[#out.policies + 1] = item.decision.policy.name
-    local entry = find_entry(st, item.m.name)
-    local loc = entry and entry["local"]
-    for i, a in ipairs(item.decision.actions) do
-      local act = { step = i, action = a.action, description = resolve.describe(simctx, conn, st, item, a) }
-      rec.actions[#rec.actions + 1] = act
-      if a.action == "backup" then
-        act.description = "backup: pg_dump of the real database (verified) before the first write"
-        act.outcome = "skipped"
-        act.message = "skipped on the scratch copy: the real run takes it"
-      else
-        tr.current = { name = item.m.name, path = loc and loc.sql_path, source = "redeploy" }
-        local ok, r1, r2 = pcall(resolve.execute, simctx, conn, st, item, a)
-        checkpoint(S.state)
-        if S.injected and not S.inject_handled then
-          S.inject_handled = true
-          act.outcome = "failed"
-          act.message = "the connection ended at the injected statement"
-          rec.outcome = "interrupted"
-          rec.actions = json.array(rec.actions)
-          return stop("injected failure")
-        end
-        if not ok then
-          act.outcome = "failed"
-          act.message = err_text(r1)
-          rec.outcome = "failed"
-          rec.actions = json.array(rec.actions)
-          return stop(("%s: %s failed: %s"):format(item.m.name, a.action, act.message))
-        end
-        act.outcome = r1 and "ok" or (a.action == "refuse" and "refused" or "failed")
-        act.message = r2
-        if a.action == "refuse" then act.hint = a.hint end
-        if not r1 then
-          rec.outcome = act.outcome
-          rec.actions = json.array(rec.actions)
-          if a.action == "refuse" then
-            return stop(("policy %s refuses %s: %s"):format(item.decision.policy.name, item.m.name, tostring(r2)))
-          end
-          return stop(("%s: %s"):format(item.m.name, tostring(r2)))
-        end
+  end
+  local ok, res = pcall(resolve.run, simctx, { mode = "simulate", conn = conn, evidence = E, runner = S.run_script, on_step = on_step })
+  checkpoint(S.state)
+  for _, rec in ipairs(out.chain) do rec.actions = json.array(rec.actions) end
+  if S.injected and not S.inject_handled then
+    S.inject_handled = true
+    if cur then
+      cur.outcome = "interrupted"
+      local last = cur.actions[#cur.actions]
+      if last then last.outcome, last.message = "failed", "the connection ended at the injected statement" end
+    end
+    return stop("injected failure")
+  end
+  if not ok then
+    if cur then cur.outcome = "failed" end
+    return stop(("%s: %s"):format(cur and cur.migration or "the chain", err_text(res)))
+  end
+  for k, item in ipairs(res.items or {}) do
+    local rec = out.chain[k]
+    if rec then
+      if not item.decision then
+        rec.outcome = item.m.in_progress and "in progress" or "no policy applies"
+        return stop(("no policy of the chain applies to %s (verdict %s)"):format(item.m.name, item.m.verdict))
       end
-    end
-    rec.outcome = "ok"
-    rec.actions = json.array(rec.actions)
-    if loc and loc.text then
-      R.objects[#R.objects + 1] = check_objects(conn, st.schema, item.m.name, loc.text, loc.sql_path)
+      rec.outcome = item.outcome or "ok"
+      if item.verification then R.objects[#R.objects + 1] = object_check(item.m.name, item.verification) end
+      if rec.outcome ~= "ok" then
+        local last = item.decision.actions[#item.decision.actions]
+        for _, a in ipairs(item.decision.actions) do if a.outcome and a.outcome ~= "ok" and a.outcome ~= "skipped" then last = a break end end
+        if last.action == "refuse" then
+          return stop(("policy %s refuses %s: %s"):format(item.decision.policy.name, item.m.name, tostring(last.message)))
+        end
+        return stop(("%s: %s"):format(item.m.name, tostring(last.message)))
+      end
     end
   end
 
   -- 2. the pending deploy, as prisma migrate deploy
-  st = simctx:state(conn)
-  if st.deploy.refuses then
-    return stop("prisma migrate deploy would still refuse (P3009): " .. table.concat(ledger.p3009_lines(st.deploy.failed), "; "))
-  end
-  local p = simctx:project()
-  local pending = st.deploy.pending or {}
   out.deployed = {}
-  if #pending == 0 then return out end
-  local result = out
-  local ok, err = pcall(lw.with_lock, conn, config.millis(p.timeouts.advisory_lock, 10000), function()
-    local l = assert(ledger.read(conn, st.schema))
-    if not l.exists then
-      lw.check_empty_schema(conn, st.schema)
-      assert(conn:exec("CREATE SCHEMA IF NOT EXISTS " .. conn:quote_ident(st.schema)))
-      assert(conn:exec(lw.create_table_sql(conn, st.schema)))
-    end
-    for _, name in ipairs(pending) do
-      local loc = st.by_name[name]["local"]
-      if not loc.has_sql then
-        stop(("P3015: %s has no migration.sql"):format(name))
-        return
+  local dok, dres = pcall(deploy.run, simctx, {
+    mode = "simulate", conn = conn, runner = S.run_script, evidence = E,
+    on_migration = function(name, phase, info)
+      if phase == "start" then
+        local st = simctx:state(conn)
+        local loc = st.by_name[name] and st.by_name[name]["local"]
+        tr.current = { name = name, path = loc and loc.sql_path, source = "deploy" }
+      elseif phase == "applied" then
+        out.deployed[#out.deployed + 1] = name
+        if info and info.verification then R.objects[#R.objects + 1] = object_check(name, info.verification) end
+      elseif phase == "failed" and info and info.verification then
+        R.objects[#R.objects + 1] = object_check(name, info.verification)
       end
-      tr.current = { name = name, path = loc.sql_path, source = "deploy" }
-      local dok, res = lw.deploy_one(conn, st.schema, name, loc.text, nil, { run_script = S.run_script })
-      if not dok then
-        local e = res.info or {}
-        stop(("migration %s failed: %s%s"):format(name, e.sqlstate and (e.sqlstate .. " ") or "", tostring(res.error)))
-        return
-      end
-      out.deployed[#out.deployed + 1] = name
-      R.objects[#R.objects + 1] = check_objects(conn, st.schema, name, loc.text, loc.sql_path)
-    end
-  end)
+    end,
+  })
   checkpoint(S.state)
   if S.injected and not S.inject_handled then
     S.inject_handled = true
     return stop("injected failure")
   end
-  if not ok then return stop(err_text(err)) end
-  return result
+  if not dok then
+    local e = dres
+    if ui.is_error(e) and e.prisma_code == "P3009" then
+      return stop("prisma migrate deploy would still refuse (P3009): " .. (e.detail or ""):gsub("\n", "; "))
+    end
+    return stop(err_text(e))
+  end
+  if dres.failed then
+    local f = dres.failed
+    if f.verify_failed then return stop(f.message) end
+    return stop(("migration %s failed: %s%s"):format(f.name, f.sqlstate and (f.sqlstate .. " ") or "", tostring(f.error)))
+  end
+  return out
 end
 
-local function count_statements(S)
+local function count_statements(S, E)
   -- statements the first pass would trace: redeploys decided by the chain, then every pending file
   local conn, simctx = S.conn, S.simctx
   local st = simctx:state(conn)
   local n, names = 0, {}
-  local items = resolve.decide(simctx, conn, st)
+  local items = resolve.decide(simctx, E, resolve.chain(simctx))
   for _, item in ipairs(items) do
     for _, a in ipairs(item.decision and item.decision.actions or {}) do
       if a.action == "redeploy" then names[#names + 1] = item.m.name end
@@ -564,7 +535,7 @@ local function verification(S, before_nv)
   end
   v.not_valid_constraints = json.array(nv)
   -- a second run is a no-op: the chain finds nothing to resolve, deploy nothing to apply
-  local items = resolve.decide(simctx, conn, st)
+  local items = resolve.decide(simctx, (resolve.prepare(simctx, conn, { st = st })), resolve.chain(simctx))
   v.second_run = { chain_items = #items, pending = #(st.deploy.pending or {}), noop = #items == 0 and #(st.deploy.pending or {}) == 0 }
   if not v.second_run.noop then v.problems[#v.problems + 1] = "a second run would not be a no-op" end
   v.ok = #v.problems == 0
@@ -622,6 +593,8 @@ function M.run(ctx, opts)
   local schema = ctx:schema()
   local real = ctx:connect { readonly = true }
   local st0 = ctx:state(real)
+  -- the decision is the real database's: what plan shows and run would do
+  local E_real = resolve.prepare(ctx, real, { pending = true, st = st0 })
   local info = assert(real:query([[SELECT current_database() AS d, pg_database_size(current_database())::bigint AS size,
       (SELECT coalesce(max(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r','m') AND n.nspname NOT IN ('pg_catalog','information_schema'))::bigint AS largest]]))[1]
@@ -818,12 +791,22 @@ function M.run(ctx, opts)
   }
   S.tracer = tr
   S.run_script = trace.tracer(tr)
-  simctx.run_script = S.run_script
   S.conn = simctx:connect {}
   local nv_before = not_valid_constraints(S.conn)
+  local function failed_ids(st)
+    local ids = {}
+    for _, f in ipairs(st.deploy.failed or {}) do ids[#ids + 1] = tostring(f.row.id) end
+    table.sort(ids)
+    return table.concat(ids, ",")
+  end
+  if failed_ids(simctx:state(S.conn)) ~= failed_ids(st0) then
+    -- a backup older than the failure: its ledger is not the database's
+    E_real = resolve.prepare(simctx, S.conn, { pending = true })
+    R.limits[#R.limits + 1] = "the copy's ledger differs from the database's (an older backup): the rehearsal decided on the copy, so it may not be what run would do"
+  end
 
   if inject then
-    local total = count_statements(S)
+    local total = count_statements(S, E_real)
     if inject.random then
       inject.seed = inject.seed or (os.time() % 100000)
       math.randomseed(inject.seed)
@@ -839,7 +822,7 @@ function M.run(ctx, opts)
 
   local t_rehearse = proc.now()
   checkpoint(state)
-  local pass1 = one_pass(S, "rehearsal")
+  local pass1 = one_pass(S, "rehearsal", E_real)
   checkpoint(state)
   R.rehearsal = { ok = pass1.ok, why = pass1.why or json.null, ms = proc.now() - t_rehearse }
   local recovered
@@ -864,7 +847,8 @@ function M.run(ctx, opts)
       end
       R.inject.state_after = { failed_rows = json.array(rows), deploy_refuses = st.deploy.refuses }
       local t_rec = proc.now()
-      local pass2 = one_pass(S, "recovery")
+      -- the recovery decides on the copy: that state exists only there
+      local pass2 = one_pass(S, "recovery", (resolve.prepare(simctx, c2, { pending = true })))
       local acted = {}
       for _, c in ipairs(pass2.chain) do
         if c.policy ~= json.null then acted[#acted + 1] = { migration = c.migration, policy = c.policy, outcome = c.outcome } end

@@ -16,6 +16,7 @@
 --- right where the original stood; `M.names` checks that against the
 --- neighbours and falls back to `__pNN_` when a neighbour shares the prefix.
 local effects = require "migfix.effects"
+local execution = require "migfix.execution"
 local mig = require "migfix.migrations"
 
 local M = {}
@@ -45,6 +46,16 @@ local function qualified(schema, name)
 end
 
 local function table_key(schema, name) return (schema or "") .. "." .. tostring(name) end
+
+--- The lock_timeout the environment asks split folders to start with, or nil.
+---@param p table the project (context:project())
+---@return string|nil
+function M.lock_timeout(p)
+  local d = p.env.deploy or {}
+  if d.lock_timeout then return tostring(d.lock_timeout) end
+  if p.env.lint and p.env.lint.require_lock_timeout then return "2s" end
+  return nil
+end
 
 --- Partitioned tables of `schema` (and schema-qualified names of every
 --- schema), for propose's `partitioned` option.
@@ -267,7 +278,7 @@ function M.propose(unit, opts)
     local comment = leading_comments(opts.text, prev_end, s.offset)
     prev_end = (s.offset or 0) + (s.length or 0)
     local effs = by_stmt[i] or {}
-    local nontx = s.non_transactional and not (s.before_pg and sv >= s.before_pg)
+    local nontx = execution.non_transactional(s, sv)
     local handled = false
 
     if s.tx_control then

@@ -163,7 +163,8 @@ T["chain: the first policy that applies wins; later ones are not consulted"] = f
   h.eq(d.actions[1].scope, "ledger")
   h.eq(d.actions[2].action, "mark_applied")
   h.eq(d.actions[3].action, "check")
-  h.eq(reasons, nil)
+  -- the policies before it that declined keep their reasons (plan --json not_applied)
+  h.same(reasons, { { policy = "ch_no", why = "not mine: complete" } })
 end
 
 T["chain: no policy applies -> nil and every policy's reason"] = function()
@@ -189,7 +190,7 @@ T["decide() error: a failure, no decision returned, so no action runs"] = functi
   local got
   local e = failure(function() got = policy.evaluate({ a }, M_COMPLETE, ENV) end)
   h.eq(got, nil, "no decision escapes")
-  h.eq(e.code, ui.EXIT.FAILURE)
+  h.eq(e.code, ui.EXIT.USAGE, "a policy error is a configuration error (exit 2), in plan as in run")
   h.contains(e.message, "failed in decide()")
   h.contains(e.message, "half.lua:3:")
   h.contains(e.hint, "nothing was written")
@@ -200,6 +201,29 @@ T["applies() error: a failure naming the policy and the line"] = function()
   local e = failure(function() policy.evaluate({ a }, M_COMPLETE, ENV) end)
   h.contains(e.message, "failed in applies()")
   h.contains(e.message, "bad_applies.lua:2:")
+end
+
+T["applies() must return a boolean"] = function()
+  local a = simple("yes_string", 'return "yes"', 'plan:mark_applied()')
+  local e = failure(function() policy.evaluate({ a }, M_COMPLETE, ENV) end)
+  h.eq(e.code, ui.EXIT.USAGE)
+  h.contains(e.message, 'must return true or false, got "yes"')
+end
+
+T["plan verbs check their arguments when called"] = function()
+  for src, want in pairs {
+    ['plan:backup{ scope = "everything" }'] = 'unrecognized scope "everything"',
+    ['plan:mark_applied("now")'] = "plan:mark_applied() takes no arguments",
+    ['plan:backup({}, "extra")'] = "takes one table argument",
+    ['plan:refuse()'] = "plan:refuse needs a reason",
+    ['plan:drop_invalid_index{}'] = "plan:drop_invalid_index needs the index",
+  } do
+    local a = simple("verbs", 'return true', src)
+    local e = failure(function() policy.evaluate({ a }, M_COMPLETE, ENV) end)
+    h.eq(e.code, ui.EXIT.USAGE, src)
+    h.contains(e.message, want, src)
+    h.contains(e.message, "verbs.lua:3:", src)
+  end
 end
 
 T["plan calls check their options"] = function()

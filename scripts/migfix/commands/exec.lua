@@ -7,7 +7,9 @@ local C = {
   usage = "exec SCRIPT.lua [ARGS...]",
   description = [[The script runs with the full standard library, require of every migfix.* module
 and luaposix, a global `arg` table (arg[0] = script, arg[1..] = ARGS) and a global
-`migfix` context: migfix.project(), migfix.connect{readonly=}, migfix.state(conn), migfix.schema().
+`migfix` context: migfix.project(), migfix.connect{readonly=}, migfix.state(conn), migfix.schema(),
+and migfix.evidence(conn [, {pending = true}]): the evidence plan, run and simulate decide from
+(docs/pipeline.md; each failed migration's diagnosis and policy evidence, what the chain needs).
 Its return value, when an integer, is the exit code. A Lua error reaches you with file:line and a traceback.]],
   stop_at_operand = true,
   options = {},
@@ -34,6 +36,7 @@ function C.run(ctx, opts, args)
     schema = function() return ctx:schema() end,
     connect = function(o) return ctx:connect(o) end,
     state = function(conn) return ctx:state(conn) end,
+    evidence = function(conn, o) return (require("migfix.resolve").prepare(ctx, conn, o)) end,
     version = ctx.info.version, home = ctx.info.home,
   }
   local ok, r = xpcall(chunk, function(e)

@@ -6,7 +6,7 @@ local split = require "migfix.split"
 local diagnose = require "migfix.diagnose"
 local ledger = require "migfix.ledger"
 local lw = require "migfix.ledger_write"
-local config = require "migfix.config"
+local common = require "migfix.commands.common"
 
 local C = {
   name = "split",
@@ -30,13 +30,6 @@ ABSENT (nothing of it in the database); its failed rows are then marked rolled b
   },
 }
 
---- The lock_timeout the environment asks split folders to start with, or nil.
-function C.lock_timeout(p)
-  local d = p.env.deploy or {}
-  if d.lock_timeout then return tostring(d.lock_timeout) end
-  if p.env.lint and p.env.lint.require_lock_timeout then return "2s" end
-  return nil
-end
 
 --- Whether the failed attempt left nothing behind, so the parts start from
 --- the state the original started from: verdict absent; or drifted only
@@ -69,12 +62,9 @@ local function neighbours(list, name)
   return prev, nxt, existing
 end
 
---- Lint findings of a unit when migfix.lint is available (nil otherwise).
+--- Lint findings of a unit against the live catalog.
 function C.findings(ctx, conn, unit, text)
-  local ok, lint = pcall(require, "migfix.lint")
-  if not ok or type(lint) ~= "table" or not lint.run_unit then return nil end
-  local hook = require "migfix.lint_hook"
-  return hook.lint_unit(ctx, conn, unit, text)
+  return (require("migfix.evidence").lint_findings(ctx, conn, unit, text))
 end
 
 local function mkdir_p(path)
@@ -153,7 +143,7 @@ function C.run(ctx, opts, args)
   local unit = diagnose.analyze(loc.sql_path, loc.text)
   local prev, nxt, existing = neighbours(st.locals, name)
   local parts, perr = split.propose(unit, {
-    name = name, text = loc.text, lock_timeout = C.lock_timeout(p), unit = p.unit,
+    name = name, text = loc.text, lock_timeout = split.lock_timeout(p), unit = p.unit,
     server_version = conn:server_version(), prev = prev, next = nxt, existing = existing,
     partitioned = split.partitioned(conn, st.schema),
   })
@@ -191,59 +181,49 @@ function C.run(ctx, opts, args)
     return ui.EXIT.OK
   end
 
-  -- --write ------------------------------------------------------------------
+  -- --write: decided under Prisma's lock ------------------------------------
   local failed = e.state == "failed"
-  local item
-  if failed then
-    local d = diagnose.run(ctx, conn, st, { name })[1]
-    if not C.nothing_applied(d, p.unit) then
-      ui.fail { message = ("cannot split failed migration \"%s\": verdict %s, not absent"):format(name, d.verdict),
-                detail = d.summary,
-                hint = "the parts would run against what the failed attempt left; run migfix diagnose " .. name .. " and resolve it first",
-                code = ui.EXIT.ATTENTION }
-    end
-    if p.forbid.mark_rolled_back then
-      ui.fail { message = ("environment \"%s\" forbids mark rolled back, which splitting a failed migration needs"):format(p.env_name),
-                code = ui.EXIT.ATTENTION }
-    end
-    local resolve = require "migfix.resolve"
-    resolve.confirm(ctx, opts)
-    item = { m = resolve.evidence(d), decision = { policy = { name = "split" } } }
-    if p.backup.required then
-      resolve.execute(ctx, conn, st, item, { action = "backup", reason = "before splitting " .. name })
-    end
+  if failed and p.forbid.mark_rolled_back then
+    ui.fail { message = ("environment \"%s\" forbids mark rolled back, which splitting a failed migration needs"):format(p.env_name),
+              code = ui.EXIT.ATTENTION }
   end
-
+  local actions = require "migfix.actions"
+  local R = actions.context(ctx, conn, "run")
   local names = {}
   for _, part in ipairs(parts) do names[#names + 1] = part.name end
   local stamp = os.date("!%Y%m%dT%H%M%SZ")
   local archive = p.root .. "/.migfix/split/" .. name .. "." .. stamp
-  local journal = require "migfix.journal"
-  local entry
+  local asked = common.interactive(ctx, opts) and common.confirm(ctx, opts)
 
-  lw.with_lock(conn, config.millis(p.timeouts.advisory_lock, 10000), function()
-    -- re-read under the lock: a deploy may have run meanwhile
-    local l = assert(ledger.read(conn, st.schema))
-    local s2 = ledger.classify(st.locals, l)
+  lw.with_lock(conn, actions.lock_ms(R), function()
+    -- read again under the lock: a deploy may have run meanwhile
+    local s2 = R:refresh()
     local e2 = s2.by_name[name]
     if e2.state ~= e.state then
       ui.fail { message = ("migration \"%s\" changed state to %s meanwhile; nothing was written"):format(name, e2.state),
                 code = ui.EXIT.ATTENTION }
     end
+    local item = { m = { name = name, verdict = "pending", summary = "split", counts = {}, error = {}, file = {} }, policy = "split" }
+    if failed then
+      local d = diagnose.run(ctx, conn, s2, { name })[1]
+      if not C.nothing_applied(d, p.unit) then
+        ui.fail { message = ("cannot split failed migration \"%s\": verdict %s, not absent"):format(name, d.verdict),
+                  detail = d.summary,
+                  hint = "the parts would run against what the failed attempt left; run migfix diagnose " .. name .. " and resolve it first",
+                  code = ui.EXIT.ATTENTION }
+      end
+      item.m = require("migfix.evidence").of(d)
+    end
+    if failed and not asked then common.confirm(ctx, opts) end
+    if failed and p.backup.required then
+      actions.execute(R, item, { action = "backup", scope = p.backup.scope, reason = "before splitting " .. name })
+    end
     local made = write_parts(p.migrations_dir, parts)
     local ok, err = pcall(function()
       if failed then
         local stmts = lw.mark_rolled_back(conn, st.schema, e2, { ledger_exists = true })
-        lw.execute(conn, st.schema, name, stmts, function(before, after)
-          journal.ensure(conn, p.journal_schema)
-          entry = journal.append(conn, p.journal_schema, {
-            action = "mark_rolled_back", outcome = "ok", environment = p.env_name, command = "split",
-            policy = "split", migration = name, ledger_schema = st.schema,
-            before = json.array(before), after = json.array(after), backup = item.backup,
-            details = { part_of = "split", parts = json.array(names), archived_to = archive,
-                        verdict = item.m.verdict, summary = item.m.summary },
-          })
-        end)
+        lw.execute(conn, st.schema, name, stmts, R:journal_fn(item, "mark_rolled_back",
+          { part_of = "split", parts = json.array(names), archived_to = archive }), { what = "mark " .. name .. " rolled back" })
       end
     end)
     if not ok then
@@ -258,17 +238,11 @@ function C.run(ctx, opts, args)
                 detail = "the new folders are written" .. (failed and " and the failed row is marked rolled back" or ""),
                 hint = "move or delete the original folder by hand, or Prisma will run it too", code = ui.EXIT.FAILURE }
     end
+    if not failed then
+      -- a pending migration: no ledger row changes, the split itself is the action
+      R:record(R:entry_of(item, "split", "ok", { details = { parts = json.array(names), archived_to = archive } }))
+    end
   end)
-  if entry then
-    pcall(journal.mirror, conn, p.journal_schema, p.journal_file, entry)
-  else
-    -- a pending migration: no ledger row changes, the split itself is the action
-    require("migfix.resolve").record(ctx, conn, {
-      action = "split", outcome = "ok", environment = p.env_name, command = "split", policy = "split",
-      migration = name, ledger_schema = st.schema,
-      details = { parts = json.array(names), archived_to = archive },
-    })
-  end
   doc.written = true
   doc.archived_to = archive
   if opts.json then

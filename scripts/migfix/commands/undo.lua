@@ -3,6 +3,10 @@
 local ui = require "migfix.ui"
 local json = require "migfix.json"
 local journal = require "migfix.journal"
+local lw = require "migfix.ledger_write"
+local txn = require "migfix.txn"
+local actions = require "migfix.actions"
+local sys = require "migfix.sys"
 
 local C = {
   name = "undo",
@@ -23,61 +27,6 @@ Repeated undos step back through the journal, one repair at a time.]],
   },
 }
 
-C.LOCK_KEY = 72707369
-
-local COLS = "id text, checksum text, finished_at timestamptz, migration_name text, logs text, " ..
-             "rolled_back_at timestamptz, started_at timestamptz, applied_steps_count integer"
-local DATA_COLS = { "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }
-
-local function ledger_table(conn, schema)
-  return conn:quote_ident(schema) .. "." .. conn:quote_ident("_prisma_migrations")
-end
-
-local function names_of(rep)
-  local set, list = {}, {}
-  local function add(n) if type(n) == "string" and not set[n] then set[n] = true; list[#list + 1] = n end end
-  for _, r in ipairs(type(rep.before) == "table" and rep.before or {}) do add(r.migration_name) end
-  for _, r in ipairs(type(rep.after) == "table" and rep.after or {}) do add(r.migration_name) end
-  add(rep.migration)
-  table.sort(list)
-  return list
-end
-
-local function rows_json(rows) return json.encode(json.array(rows or {})) end
-
---- Rows of the given migrations that differ from `want` (by id, every column
---- compared as PostgreSQL values): {id, name, kind = extra|missing|changed, cols}
-local function diff(conn, q, names, want)
-  local distinct = {}
-  for _, c in ipairs(DATA_COLS) do
-    distinct[#distinct + 1] = ("CASE WHEN w.%s IS DISTINCT FROM h.%s THEN '%s' END"):format(c, c, c)
-  end
-  local sql = ([[
-    WITH want AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS w(%s)),
-         have AS (SELECT id::text, checksum::text, finished_at, migration_name::text, logs, rolled_back_at, started_at,
-                         applied_steps_count FROM %s
-                   WHERE migration_name::text = ANY (ARRAY(SELECT jsonb_array_elements_text($2::jsonb))))
-    SELECT coalesce(w.id, h.id) AS id, coalesce(w.migration_name, h.migration_name) AS name,
-           CASE WHEN w.id IS NULL THEN 'extra' WHEN h.id IS NULL THEN 'missing' ELSE 'changed' END AS kind,
-           concat_ws(', ', %s) AS cols
-      FROM want w FULL JOIN have h ON h.id = w.id
-     WHERE w.id IS NULL OR h.id IS NULL
-        OR (w.checksum, w.finished_at, w.migration_name, w.logs, w.rolled_back_at, w.started_at, w.applied_steps_count)
-           IS DISTINCT FROM
-           (h.checksum, h.finished_at, h.migration_name, h.logs, h.rolled_back_at, h.started_at, h.applied_steps_count)
-     ORDER BY 2, 1]]):format(COLS, q, table.concat(distinct, ", "))
-  return conn:query(sql, rows_json(want), json.encode(json.array(names)))
-end
-
---- Rows of other migrations written after the repair (deploys since).
-local function newer(conn, q, names, at)
-  return conn:query(([[
-    SELECT id::text AS id, migration_name::text AS name FROM %s
-     WHERE NOT (migration_name::text = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))))
-       AND greatest(started_at, finished_at, rolled_back_at) > $2::timestamptz
-     ORDER BY started_at, id]]):format(q), json.encode(json.array(names)), at)
-end
-
 local function describe_diff(d)
   if d.kind == "extra" then
     return ("row %s (%s) was added since the repair"):format(d.id, d.name)
@@ -87,14 +36,6 @@ local function describe_diff(d)
     return ("row %s (%s) was written after the repair (a deploy or resolve since)"):format(d.id, d.name)
   end
   return ("row %s (%s) changed since the repair: %s"):format(d.id, d.name, d.cols)
-end
-
-local function is_tty()
-  local ok, unistd = pcall(require, "posix.unistd")
-  if ok and unistd.isatty then return unistd.isatty(0) == 1 end
-  local pok, proc = pcall(require, "migfix.proc")
-  if pok and proc.isatty then return proc.isatty(0) == true end
-  return false
 end
 
 local function count(rows, pred)
@@ -114,18 +55,14 @@ local function fail_sql(what, err, info)
             hint = "the transaction was rolled back: the ledger is as it was", code = ui.EXIT.FAILURE }
 end
 
--- journal a refusal in its own transaction (best effort) and the file mirror
-local function record_refusal(ctx, conn, schema, rep, reason, lines)
-  local p = ctx:project()
-  pcall(function()
-    local tx <close> = assert(conn:begin())
-    local e = assert(journal.append(conn, p.journal_schema, {
-      action = "refusal", outcome = "refused", environment = p.env_name, command = "undo",
-      migration = type(rep.migration) == "string" and rep.migration or nil, ledger_schema = schema,
-      details = { undoes = rep.seq, reason = reason, differences = json.array(lines) } }))
-    assert(tx:commit())
-    journal.mirror(conn, p.journal_schema, p.journal_file, e)
-  end)
+local function names_of(rep)
+  local set, list = {}, {}
+  local function add(n) if type(n) == "string" and not set[n] then set[n] = true; list[#list + 1] = n end end
+  for _, r in ipairs(type(rep.before) == "table" and rep.before or {}) do add(r.migration_name) end
+  for _, r in ipairs(type(rep.after) == "table" and rep.after or {}) do add(r.migration_name) end
+  add(rep.migration)
+  table.sort(list)
+  return list
 end
 
 function C.run(ctx, opts, args)
@@ -184,7 +121,7 @@ function C.run(ctx, opts, args)
       #before, #before == 1 and "" or "s", table.concat(names, ", "), n_delete, n_restore, n_reinsert))
   end
   if not opts.yes then
-    if not is_tty() then
+    if not sys.isatty(0) then
       ui.fail { message = "undo needs confirmation", detail = "no terminal to ask on, and --yes was not given; nothing was written",
                 hint = "run it again with --yes", code = ui.EXIT.ATTENTION }
     end
@@ -197,49 +134,26 @@ function C.run(ctx, opts, args)
   end
 
   -- Prisma's lock first, then one transaction
-  local config = require "migfix.config"
-  local ms = config.millis(p.timeouts.advisory_lock, 10000) or 10000
-  local locked, lerr, linfo = conn:advisory_lock(C.LOCK_KEY, ms)
-  if not locked then
-    ui.fail { message = lerr, detail = "another prisma migrate deploy/resolve or migfix holds Prisma's migration lock; nothing was written",
-              hint = "wait for it to finish, or find it in pg_stat_activity", code = ui.EXIT.ATTENTION, holders = linfo and linfo.holders }
-  end
-  ctx:defer(function() conn:advisory_unlock(C.LOCK_KEY) end)
-
-  local q = ledger_table(conn, schema)
+  local R = actions.context(ctx, conn, "run")
+  local item = { m = { name = type(rep.migration) == "string" and rep.migration or nil }, policy = nil }
   local refused, restored_rows, current_rows, u
-  do
-    local tx <close>, berr = conn:begin()
-    if not tx then fail_sql("begin a transaction", berr) end
-    local r, e2, i2 = conn:query("LOCK TABLE " .. q .. " IN SHARE ROW EXCLUSIVE MODE")
-    if not r then fail_sql("lock the ledger", e2, i2) end
-    local d
-    d, e2, i2 = diff(conn, q, names, after)
-    if not d then fail_sql("compare the ledger with the journal", e2, i2) end
-    local later
-    later, e2, i2 = newer(conn, q, names, rep.at)
-    if not later then fail_sql("read the ledger", e2, i2) end
-    for _, x in ipairs(later) do d[#d + 1] = { id = x.id, name = x.name, kind = "new" } end
-    if #d > 0 then
-      refused = {}
-      for _, x in ipairs(d) do refused[#refused + 1] = describe_diff(x) end
-    else
+  lw.with_lock(conn, actions.lock_ms(R), function()
+    txn.run(conn, function()
+      lw.lock_table(conn, schema)
+      local d, e2, i2 = lw.diff_rows(conn, schema, names, after)
+      if not d then fail_sql("compare the ledger with the journal", e2, i2) end
+      local later
+      later, e2, i2 = lw.newer_rows(conn, schema, names, rep.at)
+      if not later then fail_sql("read the ledger", e2, i2) end
+      for _, x in ipairs(later) do d[#d + 1] = { id = x.id, name = x.name, kind = "new" } end
+      if #d > 0 then
+        refused = {}
+        for _, x in ipairs(d) do refused[#refused + 1] = describe_diff(x) end
+        return
+      end
       current_rows = assert(journal.capture(conn, schema, names))
-      local del = ([[DELETE FROM %s WHERE id IN (SELECT id FROM jsonb_to_recordset($1::jsonb) AS a(id text))
-                       AND id NOT IN (SELECT id FROM jsonb_to_recordset($2::jsonb) AS b(id text))]]):format(q)
-      r, e2, i2 = conn:query(del, rows_json(after), rows_json(before))
-      if not r then fail_sql("delete the rows the repair inserted", e2, i2) end
-      local sets = {}
-      for _, c in ipairs(DATA_COLS) do sets[#sets + 1] = ("%s = w.%s"):format(c, c) end
-      r, e2, i2 = conn:query(([[UPDATE %s t SET %s FROM jsonb_to_recordset($1::jsonb) AS w(%s)
-                     WHERE t.id = w.id]]):format(q, table.concat(sets, ", "), COLS), rows_json(before))
-      if not r then fail_sql("restore the changed rows", e2, i2) end
-      r, e2, i2 = conn:query(([[INSERT INTO %s (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
-                     SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count
-                       FROM jsonb_to_recordset($1::jsonb) AS w(%s)
-                      WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = w.id)]]):format(q, COLS, q), rows_json(before))
-      if not r then fail_sql("re-insert the rows the repair removed", e2, i2) end
-      d, e2, i2 = diff(conn, q, names, before)
+      for _, st in ipairs(lw.restore(conn, schema, before, after)) do lw.run_stmt(conn, st) end
+      d, e2, i2 = lw.diff_rows(conn, schema, names, before)
       if not d then fail_sql("check the restored ledger", e2, i2) end
       if #d > 0 then
         local lines = {}
@@ -249,28 +163,21 @@ function C.run(ctx, opts, args)
                   code = ui.EXIT.FAILURE }
       end
       restored_rows = assert(journal.capture(conn, schema, names))
-      u, e2, i2 = journal.append(conn, p.journal_schema, {
-        action = "undo", outcome = "ok", environment = p.env_name, command = "undo",
-        migration = type(rep.migration) == "string" and rep.migration or nil, ledger_schema = schema,
-        before = current_rows, after = restored_rows,
+      u = R:record(R:entry_of(item, "undo", "ok", {
+        before = current_rows, after = restored_rows, policy = false,
         details = { undoes = rep.seq, undone_action = rep.action, undone_hash = rep.hash,
-                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert } })
-      if not u then fail_sql("write the journal entry", e2, i2) end
-      local cok, cerr, cinfo = tx:commit()
-      if not cok then fail_sql("commit the undo", cerr, cinfo) end
-    end
-  end
+                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert } }))
+    end, "undo seq " .. rep.seq)
+  end)
 
   if refused then
-    record_refusal(ctx, conn, schema, rep, "the ledger changed since the repair", refused)
+    pcall(R.record, R, R:entry_of(item, "refusal", "refused", { policy = false,
+      details = { undoes = rep.seq, reason = "the ledger changed since the repair", differences = json.array(refused) } }))
     ui.fail { message = ("refusing to undo seq %d: the ledger changed since the repair"):format(rep.seq),
               detail = table.concat(refused, "\n"),
               hint = "the rows no longer match what the repair left; someone deployed or resolved since. Nothing was written",
               code = ui.EXIT.ATTENTION }
   end
-
-  local mok, merr = journal.mirror(conn, p.journal_schema, p.journal_file, u)
-  if not mok then ui.warn("could not write the journal file mirror: " .. tostring(merr), "the database journal has the entry (seq " .. u.seq .. ")") end
 
   if opts.json then
     ui.out(json.encode({ undone = rep.seq, undone_action = rep.action, journal_seq = u.seq, schema = schema,
