@@ -35,6 +35,8 @@ BASHCOMPDIR := $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  := $(PREFIX)/share/zsh/site-functions
 LUA_SRCS := $(shell find scripts/migfix scripts/meta scripts/examples policies -name '*.lua' 2>/dev/null)
 DOCS    := README.md $(wildcard docs/*.md)
+# run the freshly built binary on this tree's scripts (BIN may be a path elsewhere)
+RUN     := MIGFIX_HOME='$(CURDIR)' $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 GEN     := $(BUILD)/man/migfix.1 $(BUILD)/completion/migfix.bash $(BUILD)/completion/_migfix
 
 .PHONY: all deps demo test bench asan clean unit install uninstall matrix gen FORCE
@@ -71,15 +73,15 @@ gen: $(GEN)
 
 $(BUILD)/man/migfix.1: $(BIN) $(LUA_SRCS)
 	@mkdir -p $(dir $@)
-	MIGFIX_MAN_DATE="$$(git log -1 --format=%cs 2>/dev/null)" ./$(BIN) help --man > $@.tmp && mv $@.tmp $@
+	MIGFIX_MAN_DATE="$$(git log -1 --format=%cs 2>/dev/null)" $(RUN) help --man > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/completion/migfix.bash: $(BIN) $(LUA_SRCS)
 	@mkdir -p $(dir $@)
-	./$(BIN) completion bash > $@.tmp && mv $@.tmp $@
+	$(RUN) completion bash > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/completion/_migfix: $(BIN) $(LUA_SRCS)
 	@mkdir -p $(dir $@)
-	./$(BIN) completion zsh > $@.tmp && mv $@.tmp $@
+	$(RUN) completion zsh > $@.tmp && mv $@.tmp $@
 
 install: $(BIN) $(GEN)
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(DATADIR)' '$(DESTDIR)$(DOCDIR)' '$(DESTDIR)$(MAN1DIR)' \

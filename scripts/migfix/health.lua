@@ -252,6 +252,15 @@ function M.evaluate(st, facts, limits)
   end)
   for _, a in ipairs(applied) do a.finished = nil end
 
+  -- findings in the order that decides the exit code (stable within a kind)
+  local rank = {}
+  for i, k in ipairs(M.ORDER) do rank[k] = i end
+  for i, f in ipairs(findings) do f._i = i end
+  table.sort(findings, function(a, b)
+    if rank[a.kind] ~= rank[b.kind] then return rank[a.kind] < rank[b.kind] end
+    return a._i < b._i
+  end)
+  for _, f in ipairs(findings) do f._i = nil end
   local status
   for _, k in ipairs(M.ORDER) do
     for _, f in ipairs(findings) do
