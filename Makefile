@@ -48,7 +48,9 @@ deps:
 	@if ! pkg-config --exists $(PKGS) || [ ! -f /usr/include/pg_query.h ] \
 	    || [ ! -f /usr/include/cmocka.h ] || ! command -v pg_dump >/dev/null \
 	    || ! lua5.4 -e 'require"posix"' >/dev/null 2>&1 \
-	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
+	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ] \
+	    || ! /usr/bin/python3 -c 'import prometheus_client, yaml' >/dev/null 2>&1 \
+	    || ! command -v man >/dev/null || ! command -v zsh >/dev/null; then \
 	  echo "make: installing missing dependencies (scripts/install-deps)"; \
 	  ./scripts/install-deps; \
 	fi
