@@ -225,7 +225,9 @@ local function dispatch(argv, info)
   end
   if name == "help" then
     if rest[2] == "--man" then
-      ui.out(require("migfix.docgen").man { version = info.version, date = os.getenv("MIGFIX_MAN_DATE") or os.date("!%Y-%m-%d") })
+      local date = os.getenv("MIGFIX_MAN_DATE")
+      if not date or date == "" then date = os.date("!%Y-%m-%d") end
+      ui.out(require("migfix.docgen").man { version = info.version, date = date })
       return 0
     end
     if rest[2] then

@@ -146,6 +146,7 @@ T["completion, bash: commands, options, option values, environments and migratio
   h.eq(bash_complete(i, { "migfix", "ch" }), "check")
   h.eq(bash_complete(i, { "migfix", "check", "--max" }), "--max-age --max-pending")
   h.eq(bash_complete(i, { "migfix", "backup", "--scope", "" }), "full ledger schema")
+  h.eq(bash_complete(i, { "migfix", "backup", "--scope", "=", "sch" }), "schema", "--scope=sch (bash splits at =)")
   h.eq(bash_complete(i, { "migfix", "backups", "--pr" }), "--project --prune")
   h.eq(bash_complete(i, { "migfix", "-e", "" }, dir), "production staging")
   h.eq(bash_complete(i, { "migfix", "-C", dir, "resolve", "--applied", "2024020" }), "20240202000000_users")
