@@ -4,6 +4,9 @@
 #   make test       every test against a real PostgreSQL; ends with "N passed, N failed"
 #   make bench      benchmarks (not tests)
 #   make asan       build with AddressSanitizer/UBSan into build/asan/migfix
+#   make install    PREFIX=/usr/local DESTDIR= : binary, scripts, policies, docs, man page, completions
+#   make uninstall  remove what make install put there (same PREFIX and DESTDIR)
+#   make matrix     the seed and fixture states against real PostgreSQL 13-18 servers
 
 CC      ?= cc
 PKGS    := lua5.4 libpq libcrypto libcjson icu-i18n
@@ -19,7 +22,24 @@ OBJS    := $(patsubst engine/%.c,$(BUILD)/%.o,$(SRCS))
 LIBOBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 CTESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all deps demo test bench asan clean unit
+# install layout: the binary finds its scripts in <bindir>/../share/migfix,
+# so an installed tree still works after it is moved; DATADIR is only the
+# last fallback baked into the binary.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+DATADIR := $(PREFIX)/share/migfix
+DOCDIR  := $(PREFIX)/share/doc/migfix
+MAN1DIR := $(PREFIX)/share/man/man1
+BASHCOMPDIR := $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  := $(PREFIX)/share/zsh/site-functions
+LUA_SRCS := $(shell find scripts/migfix scripts/meta scripts/examples policies -name '*.lua' 2>/dev/null)
+DOCS    := README.md $(wildcard docs/*.md)
+# run the freshly built binary on this tree's scripts (BIN may be a path elsewhere)
+RUN     := MIGFIX_HOME='$(CURDIR)' $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
+GEN     := $(BUILD)/man/migfix.1 $(BUILD)/completion/migfix.bash $(BUILD)/completion/_migfix
+
+.PHONY: all deps demo test bench asan clean unit install uninstall matrix gen FORCE
 
 all: deps $(BIN)
 
@@ -28,7 +48,9 @@ deps:
 	@if ! pkg-config --exists $(PKGS) || [ ! -f /usr/include/pg_query.h ] \
 	    || [ ! -f /usr/include/cmocka.h ] || ! command -v pg_dump >/dev/null \
 	    || ! lua5.4 -e 'require"posix"' >/dev/null 2>&1 \
-	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
+	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ] \
+	    || ! /usr/bin/python3 -c 'import prometheus_client, yaml' >/dev/null 2>&1 \
+	    || ! command -v man >/dev/null || ! command -v zsh >/dev/null; then \
 	  echo "make: installing missing dependencies (scripts/install-deps)"; \
 	  ./scripts/install-deps; \
 	fi
@@ -38,7 +60,47 @@ $(BIN): $(OBJS)
 
 $(BUILD)/%.o: engine/%.c include/migfix.h $(wildcard include/*.h)
 	@mkdir -p $(BUILD)
-	$(CC) $(ALL_CFLAGS) -DMIGFIX_DATADIR='"$(CURDIR)"' -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# main.o holds the baked-in DATADIR: rebuilt when PREFIX changes
+$(BUILD)/main.o: engine/main.c include/migfix.h $(wildcard include/*.h) $(BUILD)/datadir.stamp
+	$(CC) $(ALL_CFLAGS) -DMIGFIX_DATADIR='"$(DATADIR)"' -c -o $@ $<
+
+$(BUILD)/datadir.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' > $@
+
+# man page and completions come from the command tables (scripts/migfix/docgen.lua)
+gen: $(GEN)
+
+$(BUILD)/man/migfix.1: $(BIN) $(LUA_SRCS)
+	@mkdir -p $(dir $@)
+	MIGFIX_MAN_DATE="$$(git log -1 --format=%cs 2>/dev/null)" $(RUN) help --man > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/completion/migfix.bash: $(BIN) $(LUA_SRCS)
+	@mkdir -p $(dir $@)
+	$(RUN) completion bash > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/completion/_migfix: $(BIN) $(LUA_SRCS)
+	@mkdir -p $(dir $@)
+	$(RUN) completion zsh > $@.tmp && mv $@.tmp $@
+
+install: $(BIN) $(GEN)
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(DATADIR)' '$(DESTDIR)$(DOCDIR)' '$(DESTDIR)$(MAN1DIR)' \
+	    '$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)'
+	install -m 755 $(BIN) '$(DESTDIR)$(BINDIR)/migfix'
+	for f in $(LUA_SRCS); do install -D -m 644 "$$f" '$(DESTDIR)$(DATADIR)/'"$$f" || exit 1; done
+	install -m 644 $(DOCS) '$(DESTDIR)$(DOCDIR)/'
+	install -m 644 $(BUILD)/man/migfix.1 '$(DESTDIR)$(MAN1DIR)/migfix.1'
+	install -m 644 $(BUILD)/completion/migfix.bash '$(DESTDIR)$(BASHCOMPDIR)/migfix'
+	install -m 644 $(BUILD)/completion/_migfix '$(DESTDIR)$(ZSHCOMPDIR)/_migfix'
+	@echo "installed migfix into $(DESTDIR)$(PREFIX) (scripts in $(DATADIR), man page migfix(1))"
+
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/migfix' '$(DESTDIR)$(MAN1DIR)/migfix.1' \
+	    '$(DESTDIR)$(BASHCOMPDIR)/migfix' '$(DESTDIR)$(ZSHCOMPDIR)/_migfix'
+	rm -rf '$(DESTDIR)$(DATADIR)' '$(DESTDIR)$(DOCDIR)'
+	@echo "removed migfix from $(DESTDIR)$(PREFIX)"
 
 $(BUILD)/tests/%: tests/c/%.c $(LIBOBJS)
 	@mkdir -p $(BUILD)/tests
@@ -54,6 +116,9 @@ demo: all
 
 bench: all
 	@tests/bench/run
+
+matrix: all
+	@tests/matrix/run
 
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \

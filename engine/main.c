@@ -37,12 +37,18 @@ static int has_cli(const char *dir)
     return access(p, R_OK) == 0;
 }
 
-/* The directory holding scripts/ and policies/: $MIGFIX_HOME, else the
- * binary's own directory (a source checkout), else the install datadir. */
-static void find_home(char *out, size_t n)
+/* The directory holding scripts/ and policies/, first match of:
+ *   $MIGFIX_HOME                       (explicit)
+ *   <dir of the binary>                (a source checkout: ./migfix beside scripts/)
+ *   <dir of the binary>/../share/migfix (an installed tree, wherever it was moved)
+ *   MIGFIX_DATADIR                     (baked in at build time: $(PREFIX)/share/migfix)
+ * The binary's directory comes from /proc/self/exe, so symlinks to it work.
+ * `tried` collects the candidates for the error hint. */
+static void find_home(char *out, size_t n, char *tried, size_t tn)
 {
     const char *env = getenv("MIGFIX_HOME");
-    if (env && *env) { snprintf(out, n, "%s", env); return; }
+    tried[0] = '\0';
+    if (env && *env) { snprintf(out, n, "%s", env); snprintf(tried, tn, "$MIGFIX_HOME=%s", env); return; }
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len > 0) {
@@ -51,8 +57,21 @@ static void find_home(char *out, size_t n)
         if (slash) {
             *slash = '\0';
             if (has_cli(exe)) { snprintf(out, n, "%s", exe); return; }
+            /* <prefix>/bin -> <prefix>/share/migfix */
+            char *up = strrchr(exe, '/');
+            if (up) {
+                *up = '\0';
+                int w = snprintf(out, n, "%s/share/migfix", exe);
+                *up = '/';
+                if (w > 0 && (size_t)w < n && has_cli(out)) return;
+                snprintf(tried, tn, "%s, %s, ", exe, out);
+            } else {
+                snprintf(tried, tn, "%s, ", exe);
+            }
         }
     }
+    size_t used = strlen(tried);
+    snprintf(tried + used, tn - used, "%s", MIGFIX_DATADIR);
     snprintf(out, n, "%s", MIGFIX_DATADIR);
 }
 
@@ -126,8 +145,8 @@ static int run(lua_State *L)
 
 int main(int argc, char **argv)
 {
-    char home[PATH_MAX];
-    find_home(home, sizeof home);
+    char home[PATH_MAX], tried[3 * PATH_MAX + 64];
+    find_home(home, sizeof home, tried, sizeof tried);
 
     /* Lua gets a copy of argv before the passwords are scrubbed. */
     char **copy = calloc((size_t)argc + 1, sizeof *copy);
@@ -148,7 +167,8 @@ int main(int argc, char **argv)
     if (lua_pcall(L, 3, 1, 1) != LUA_OK) {
         fprintf(stderr, "migfix: error: internal error: %s\n", lua_tostring(L, -1));
         if (!has_cli(home))
-            fprintf(stderr, "migfix: hint: scripts not found under \"%s\"; set MIGFIX_HOME to the migfix source or install directory\n", home);
+            fprintf(stderr, "migfix: hint: scripts/migfix/cli.lua not found (looked in %s); reinstall with 'make install', "
+                            "or set MIGFIX_HOME to the directory holding scripts/ and policies/\n", tried);
         rc = MIGFIX_EXIT_FAILURE;
     } else {
         rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : MIGFIX_EXIT_OK;

@@ -295,6 +295,89 @@ local function fmt_bytes(n)
 end
 M.fmt_bytes = fmt_bytes
 
+-- ---- progress without a terminal ---------------------------------------------------
+
+M.PROGRESS_INTERVAL = 5 -- seconds between two progress lines on a non-TTY
+
+--- The tables pg_dump will copy, in the order it dumps them (schema, then name,
+--- bytewise), with their heap sizes: the base of the percentage.
+local function data_plan(conn)
+  local rows = conn:query([[
+    SELECT n.nspname AS s, c.relname AS t, pg_relation_size(c.oid)::float8 AS bytes
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+     ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"]])
+  if not rows then return nil end
+  local total = 0
+  for _, r in ipairs(rows) do total = total + (tonumber(r.bytes) or 0) end
+  return rows, total
+end
+
+--- How far pg_dump is: the table it copies now (from pg_stat_activity), the
+--- tables before it in the plan, and the bytes of the current COPY (PostgreSQL 14+).
+local function dump_position(conn, appname, plan, total)
+  local v = conn:server_version() or 0
+  local rows = conn:query(([[
+    SELECT a.query, %s AS copied
+      FROM pg_stat_activity a %s
+     WHERE a.application_name = $1 AND a.state = 'active' LIMIT 1]]):format(
+      v >= 140000 and "p.bytes_processed::float8" or "NULL::float8",
+      v >= 140000 and "LEFT JOIN pg_stat_progress_copy p ON p.pid = a.pid" or ""), appname)
+  if not rows or not rows[1] then return nil end
+  local q = tostring(rows[1].query or "")
+  local sch, tbl = q:match('^COPY%s+("?[^%s"]*"?)%.("?[^%s"(]*"?)')
+  if not sch then return nil end
+  local function unq(x) return (x:gsub('^"(.*)"$', "%1"):gsub('""', '"')) end
+  sch, tbl = unq(sch), unq(tbl)
+  local before = 0
+  for _, r in ipairs(plan) do
+    if r.s == sch and r.t == tbl then
+      local cur = math.min(tonumber(rows[1].copied) or 0, tonumber(r.bytes) or 0)
+      return (before + cur) / total, sch .. "." .. tbl
+    end
+    before = before + (tonumber(r.bytes) or 0)
+  end
+  return nil, sch .. "." .. tbl
+end
+
+--- Wait for pg_dump, printing a progress line to stderr every `interval` seconds:
+--- bytes written, rate, elapsed, and a percentage of the table data when the sizes
+--- are known. Returns the child's status.
+---@param h table proc handle
+---@param o {path:string, conn?:table, dbname:string, scope:string, appname:string, t0:number, interval:number}
+function M.watch(h, o)
+  local plan, total
+  if o.conn and o.scope == "full" then
+    local ok, p, t = pcall(data_plan, o.conn)
+    if ok and p and t and t > 0 then plan, total = p, t end
+  end
+  local next_at = o.t0 + o.interval * 1000
+  while true do
+    local st = h:poll()
+    if st then return st end
+    local now = proc.now()
+    if now >= next_at then
+      next_at = now + o.interval * 1000
+      local bytes = file_size(o.path) or 0
+      local secs = (now - o.t0) / 1000
+      local line = ("migfix: backing up \"%s\" (%s): %s written, %s/s, %.0f s elapsed"):format(
+        o.dbname, o.scope, fmt_bytes(bytes), fmt_bytes(math.floor(bytes / math.max(secs, 0.001))), secs)
+      if plan then
+        local ok, frac, where = pcall(dump_position, o.conn, o.appname, plan, total)
+        if ok and frac then
+          line = line .. (", %d%% of the table data (%s)"):format(math.floor(math.min(frac, 1) * 100), where)
+        elseif ok and where then
+          line = line .. (" (%s)"):format(where)
+        end
+      end
+      io.stderr:write(line, "\n")
+      io.stderr:flush()
+    end
+    proc.sleep(100)
+  end
+end
+
 local DUMP_CALL = "backup.dump{url=, dir=, scope=full|schema|ledger, schema=, reason=, migration=, environment=, progress=, conn=, journal_schema=, bindir=}"
 local DUMP_FIELDS = set { "url", "dir", "scope", "schema", "reason", "migration", "environment", "progress", "conn",
                           "journal_schema", "bindir" }
@@ -343,27 +426,28 @@ function M.dump(opts)
            EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $3) AS journal]], schema, M.LEDGER_TABLE, journal_schema)
   if not rows then close_own() return fail(redact(qerr), "failure") end
   local info = rows[1]
-  close_own()
   local dbname = info.dbname
   if scope == "ledger" and not info.ledger then
+    close_own()
     return fail(("there is no Prisma ledger \"%s\".\"%s\" in database \"%s\" to back up"):format(schema, M.LEDGER_TABLE, dbname),
       "failure", "back up the whole database with --scope full, or check the schema (?schema= in the URL)")
   end
 
   -- pg_dump and pg_restore
   local dump_tool, terr, tinfo = M.find_tool("pg_dump", server_num, opts.bindir)
-  if not dump_tool then return nil, terr, tinfo end
+  if not dump_tool then close_own() return nil, terr, tinfo end
   local restore_tool = M.find_tool("pg_restore", server_num, opts.bindir or dirname(dump_tool.path))
   if not restore_tool then
     local rerr, rinfo
     restore_tool, rerr, rinfo = M.find_tool("pg_restore", server_num, opts.bindir)
-    if not restore_tool then return nil, rerr, rinfo end
+    if not restore_tool then close_own() return nil, rerr, rinfo end
   end
 
   -- the directory and the file (created empty, 0600, before pg_dump starts)
   local dir = opts.dir
   local ok, derr = mkdirs(dir)
   if not ok then
+    close_own()
     return fail(("could not create backup directory \"%s\": %s"):format(dir, derr), "failure",
       "choose another directory with backup.dir in migfix.lua, or fix the permissions")
   end
@@ -376,6 +460,7 @@ function M.dump(opts)
     local cok, cerr, errno = create_private(path)
     if cok then break end
     if errno ~= require("posix.errno").EEXIST or n > 100 then
+      close_own()
       return fail(("could not create backup file \"%s\": %s"):format(path, cerr), "failure",
         ("check that \"%s\" is a writable directory (or set backup.dir in migfix.lua)"):format(dir))
     end
@@ -392,15 +477,21 @@ function M.dump(opts)
   end
   M.last_argv = argv -- for tests and --debug: never holds the password
 
+  -- pg_dump's session is found by its application_name, for the progress lines
+  env.PGAPPNAME = ("migfix-backup-%d"):format(unistd.getpid())
   local h, serr = proc.spawn { argv = argv, env = env, stdin = "/dev/null", stdout = "/dev/null", stderr = "pipe",
                                umask = tonumber("077", 8) }
   if not h then
+    close_own()
     os.remove(path)
     return fail(("could not back up database \"%s\": %s"):format(dbname, serr), "failure")
   end
   local tty = opts.progress and proc.isatty(2)
   local st
-  if tty then
+  if opts.progress and not tty then
+    st = M.watch(h, { path = path, conn = conn, dbname = dbname, scope = scope, appname = env.PGAPPNAME, t0 = t0,
+                      interval = tonumber(os.getenv("MIGFIX_PROGRESS_INTERVAL") or "") or M.PROGRESS_INTERVAL })
+  elseif tty then
     while true do
       st = h:poll()
       if st then break end
@@ -414,6 +505,7 @@ function M.dump(opts)
   else
     st = h:wait()
   end
+  close_own()
   local stderr_text = redact((h:read_stderr():gsub("%s+$", "")))
   h = nil
   if st.code ~= 0 then
@@ -552,6 +644,61 @@ function M.verify(target, bindir)
   local objects, lerr = list_archive(tool.path, path)
   if not objects then return fail(("backup file \"%s\" is not a readable archive: %s"):format(path, lerr), "verify") end
   return true
+end
+
+-- ---- retention ---------------------------------------------------------------------
+
+local function created_epoch(m) return require("migfix.health").epoch(m.created_at) end
+
+local PRUNE_CALL = "backup.prune(dir, {keep=N, older_than=seconds, now=, dry_run=})"
+local PRUNE_FIELDS = set { "keep", "older_than", "now", "dry_run" }
+
+--- Choose, and unless dry_run delete, the backups of `dir` that fall outside the
+--- retention: with keep, those beyond the `keep` newest; with older_than, those
+--- created more than that many seconds before now; with both, only backups that
+--- both rules would remove (each rule keeps what it keeps). An archive and its
+--- manifest go together; unreadable manifests and archives without a manifest
+--- are never touched (they are listed in problems).
+---@param dir string
+---@param opts {keep?:integer, older_than?:number, now?:number, dry_run?:boolean}
+---@return table|nil result {removed = {manifest...}, kept = {manifest...}, problems = {{path, error}}}
+---@return string|nil err
+function M.prune(dir, opts)
+  if type(dir) ~= "string" or dir == "" then error("bad argument #1 to 'prune' (directory expected; " .. PRUNE_CALL .. ")", 2) end
+  checkfields(opts, PRUNE_CALL, PRUNE_FIELDS)
+  if opts.keep == nil and opts.older_than == nil then error("prune needs keep or older_than (expected " .. PRUNE_CALL .. ")", 2) end
+  if opts.keep ~= nil and (math.type(opts.keep) ~= "integer" or opts.keep < 1) then
+    error("keep must be an integer >= 1 (expected " .. PRUNE_CALL .. ")", 2)
+  end
+  if opts.older_than ~= nil and (type(opts.older_than) ~= "number" or opts.older_than < 0) then
+    error("older_than must be a number of seconds >= 0 (expected " .. PRUNE_CALL .. ")", 2)
+  end
+  local list, problems = M.list(dir)
+  local now = opts.now or os.time()
+  local removed, kept = {}, {}
+  for i, m in ipairs(list) do
+    local by_count = opts.keep == nil or i > opts.keep
+    local by_age = true
+    if opts.older_than ~= nil then
+      local t = created_epoch(m)
+      by_age = t ~= nil and (now - t) > opts.older_than
+    end
+    if by_count and by_age then removed[#removed + 1] = m else kept[#kept + 1] = m end
+  end
+  if not opts.dry_run then
+    for _, m in ipairs(removed) do
+      local ok, err = os.remove(m.path)
+      if not ok and file_size(m.path) then
+        return nil, ("could not remove backup \"%s\": %s"):format(m.path, tostring(err))
+      end
+      local mok, merr = os.remove(m.manifest_path)
+      if not mok and file_size(m.manifest_path) then
+        return nil, ("could not remove backup manifest \"%s\": %s"):format(m.manifest_path, tostring(merr))
+      end
+      m.removed = true
+    end
+  end
+  return { removed = removed, kept = kept, problems = problems }
 end
 
 -- ---- restore -----------------------------------------------------------------------

@@ -5,13 +5,41 @@ local ui = require "migfix.ui"
 
 local M = {}
 
-M.COMMANDS = { "status", "diagnose", "plan", "run", "resolve", "deploy", "exec",
-               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate" }
+M.COMMANDS = { "status", "check", "metrics", "diagnose", "plan", "run", "resolve", "deploy", "exec",
+               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "completion" }
+
+--- What migfix is (the man page's DESCRIPTION).
+M.ABOUT = [[When prisma migrate deploy dies half way, Prisma leaves a row in _prisma_migrations with
+finished_at NULL and refuses every later deploy with P3009. migfix parses the failed migration with
+PostgreSQL's own parser, checks every object it creates, alters or drops against the live catalog,
+and lets small Lua policies decide: mark it applied when everything is there, roll back and redeploy
+when nothing is and a rerun can succeed, refuse with the exact objects otherwise. Every write is
+preceded by a verified pg_dump backup, made under Prisma's advisory lock exactly as Prisma writes
+the ledger, and journaled in a hash-chained audit table in the same transaction.
+
+migfix check, migfix metrics and migfix status watch the ledger for cron, CI, probes and Prometheus.]]
+
+--- Where the project's settings come from, in order (README "Configuration").
+M.PROJECT_HELP = [[Project root: -C DIR (--project), else the current directory; everything below is relative to it.
+
+Configuration: --config FILE, else migfix.lua in the root (optional; environments, policies, backups).
+
+Database URL, first found: --url; the environment's url in migfix.lua; datasource.url of
+prisma.config.ts (.mts .cts .js .mjs .cjs; a literal, env("NAME") or process.env.NAME names the
+variable); else DATABASE_URL. Variables come from the process environment, then .env, then prisma/.env.
+
+Migrations folder, first found: --migrations; the environment's migrations; migrations.path of
+prisma.config.*; next to the schema that prisma.config.*'s schema or package.json's prisma.schema names
+(a file: its folder; a folder: inside it); next to schema.prisma, prisma/schema.prisma or the folder
+prisma/schema/ when that migrations folder exists; else prisma/migrations.
+
+prisma.config.* is read, never run: a value computed any other way is an error that asks for
+--url or --migrations. The ledger schema: migfix.lua's schema, else the URL's ?schema=, else public.]]
 
 M.GLOBAL_OPTIONS = {
   { long = "env", short = "e", arg = "NAME", help = "environment from migfix.lua (default: $MIGFIX_ENV, the config's default, or none)" },
-  { long = "url", arg = "URL", help = "database URL (Prisma style; default: $DATABASE_URL or .env)" },
-  { long = "migrations", arg = "DIR", help = "migrations directory (default: prisma/migrations)" },
+  { long = "url", arg = "URL", help = "database URL (Prisma style; default: migfix.lua, prisma.config.*, $DATABASE_URL or .env)" },
+  { long = "migrations", arg = "DIR", help = "migrations directory (default: migfix.lua, prisma.config.*, next to the schema, prisma/migrations)" },
   { long = "config", arg = "FILE", help = "configuration file (default: migfix.lua in the project root)" },
   { long = "project", short = "C", arg = "DIR", help = "project root (default: the current directory)" },
   { long = "no-color", help = "no colours (also NO_COLOR=1)" },
@@ -156,8 +184,8 @@ function M.main_help(info)
   lines[#lines + 1] = "Options:"
   lines[#lines + 1] = option_lines(M.GLOBAL_OPTIONS)
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "Without migfix.lua, migfix behaves like Prisma: DATABASE_URL from the environment or .env,"
-  lines[#lines + 1] = "migrations in prisma/migrations, the ledger in the URL's ?schema= (default public)."
+  lines[#lines + 1] = "Project discovery:"
+  for l in M.PROJECT_HELP:gmatch("[^\n]+") do lines[#lines + 1] = "  " .. l end
   lines[#lines + 1] = ""
   lines[#lines + 1] = M.EXIT_HELP
   return table.concat(lines, "\n")
@@ -196,6 +224,12 @@ local function dispatch(argv, info)
     usage_error("no command given")
   end
   if name == "help" then
+    if rest[2] == "--man" then
+      local date = os.getenv("MIGFIX_MAN_DATE")
+      if not date or date == "" then date = os.date("!%Y-%m-%d") end
+      ui.out(require("migfix.docgen").man { version = info.version, date = date })
+      return 0
+    end
     if rest[2] then
       local cmd = load_command(rest[2])
       if not cmd then usage_error(("unrecognized command \"%s\""):format(rest[2])) end

@@ -89,6 +89,10 @@ function Ctx:project()
     if v and v ~= "" then return v, name .. " in .env" end
     return nil
   end
+  -- Prisma's own layout (prisma.config.*, package.json, schema folders), read, never run
+  local layout = require("migfix.prisma_config").locate(root)
+  p.prisma = layout
+  local purl = layout.url
   if o.url then
     p.url, p.url_source = o.url, "--url"
   elseif type(env.url) == "string" then
@@ -96,12 +100,23 @@ function Ctx:project()
   elseif type(env.url) == "table" then
     p.url, p.url_source = from_env(env.url.env)
     p.url_wanted = env.url.env
+  elseif purl and purl.literal then
+    p.url, p.url_source = purl.literal, layout.url_source
+  elseif layout.dynamic.url then
+    p.url_dynamic = layout.dynamic.url
   else
-    p.url, p.url_source = from_env("DATABASE_URL")
-    p.url_wanted = "DATABASE_URL"
+    p.url_wanted = purl and purl.env or "DATABASE_URL"
+    p.url, p.url_source = from_env(p.url_wanted)
+    if p.url and purl then p.url_source = p.url_source .. " (named in " .. layout.url_source .. ")" end
   end
 
-  p.migrations_dir = abspath(o.migrations or env.migrations or "prisma/migrations", o.migrations and nil or root)
+  if o.migrations or env.migrations then
+    p.migrations_dir = abspath(o.migrations or env.migrations, o.migrations and nil or root)
+  else
+    p.migrations_dir = layout.migrations or (root .. "/prisma/migrations")
+    p.migrations_source = layout.migrations_source
+    p.migrations_dynamic = layout.dynamic.migrations
+  end
   p.policies = env.policies or config.DEFAULT_CHAIN
   p.policy_paths = {}
   for _, d in ipairs((p.config and p.config.policy_paths) or {}) do table.insert(p.policy_paths, abspath(d, root)) end
@@ -123,6 +138,13 @@ end
 --- The database URL, or a usage error saying where migfix looked.
 function Ctx:url()
   local p = self:project()
+  if not p.url and p.url_dynamic then
+    local d = p.url_dynamic
+    ui.fail { message = ("cannot read the database URL from %s: datasource.url is computed (%s)"):format(d.where, d.text),
+              detail = "migfix reads prisma.config.* without running it: only string literals, env(\"NAME\") and process.env.NAME are understood",
+              hint = "pass --url postgresql://USER@HOST:5432/DB, or set url = env \"NAME\" for the environment in migfix.lua",
+              code = ui.EXIT.USAGE }
+  end
   if not p.url then
     ui.fail { message = "no database URL",
               detail = ("looked for --url, %s in the environment and in %s/.env"):format(p.url_wanted or "DATABASE_URL", p.root),
@@ -185,10 +207,17 @@ function Ctx:migrations()
   if self._migrations then return self._migrations end
   local mig = require "migfix.migrations"
   local p = self:project()
+  if p.migrations_dynamic then
+    local d = p.migrations_dynamic
+    ui.fail { message = ("cannot read the migrations folder from %s: %s is computed (%s)"):format(d.where, d.key, d.text),
+              detail = "migfix reads prisma.config.* without running it: only string literals and path.join of literals are understood",
+              hint = "pass --migrations DIR, or set migrations = \"DIR\" for the environment in migfix.lua", code = ui.EXIT.USAGE }
+  end
   local list, err, info = mig.list(p.migrations_dir)
   if not list then
     ui.fail { message = err,
-              hint = (info and info.missing) and "pass --migrations DIR, or run migfix from the project root (where prisma/migrations is)" or nil,
+              detail = p.migrations_source and ("the folder comes from " .. p.migrations_source) or nil,
+              hint = (info and info.missing) and "pass --migrations DIR, or run migfix from the project root (where prisma/migrations is), or -C DIR" or nil,
               code = ui.EXIT.USAGE }
   end
   local provider, perr = mig.lock_provider(p.migrations_dir)

@@ -29,7 +29,12 @@ local function is_dir(path)
 end
 M.is_dir = is_dir
 
---- mkdir -p: the directories it creates get `mode` (default 0700).
+--- The directory name migfix keeps its local state under (backups, journal mirror).
+M.STATE_DIR = ".migfix"
+M.GITIGNORE = "# created by migfix: backups (full data dumps) and the journal mirror stay out of git\n*\n"
+
+--- mkdir -p: the directories it creates get `mode` (default 0700). A `.migfix`
+--- directory it creates gets a .gitignore of `*` (its backups are data dumps).
 ---@param dir string
 ---@param mode? integer e.g. tonumber("755", 8)
 ---@return true|nil ok
@@ -45,6 +50,11 @@ function M.mkdirs(dir, mode)
   end
   local ok, err, errno = stat.mkdir(dir, mode or tonumber("700", 8))
   if not ok and not is_dir(dir) then return nil, err, errno end
+  if ok and dir:match("([^/]+)/*$") == M.STATE_DIR then
+    -- only when this call created it: a .gitignore the user removed stays removed
+    local f = io.open(dir .. "/.gitignore", "wb")
+    if f then f:write(M.GITIGNORE) f:close() end
+  end
   return true
 end
 

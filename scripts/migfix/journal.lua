@@ -26,7 +26,7 @@ M.FIELDS = { "seq", "at", "os_user", "host", "environment", "command", "policy",
              "ledger_schema", "before", "after", "backup", "details", "prev_hash" }
 M.ACTIONS = { diagnosis = true, backup = true, mark_applied = true, mark_rolled_back = true, deploy = true,
               refusal = true, undo = true, after_hook = true, plan = true, simulate = true, split = true,
-              attempt = true, drop_invalid_index = true }
+              attempt = true, drop_invalid_index = true, backup_prune = true }
 M.OUTCOMES = { ok = true, failed = true, refused = true, planned = true, skipped = true }
 --- actions that change the ledger (what `undo` can revert)
 M.REPAIRS = { mark_applied = true, mark_rolled_back = true, deploy = true, undo = true }
@@ -155,7 +155,7 @@ local function check_entry(entry)
   end
   if not M.ACTIONS[entry.action] then
     error(("unrecognized journal action \"%s\" (expected one of diagnosis, backup, mark_applied, mark_rolled_back, " ..
-           "deploy, refusal, undo, after_hook, plan, simulate)"):format(tostring(entry.action)), 3)
+           "deploy, refusal, undo, after_hook, plan, simulate, split, backup_prune)"):format(tostring(entry.action)), 3)
   end
   if not M.OUTCOMES[entry.outcome] then
     error(("unrecognized journal outcome \"%s\" (expected ok, failed, refused, planned or skipped)"):format(tostring(entry.outcome)), 3)

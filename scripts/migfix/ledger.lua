@@ -119,7 +119,9 @@ function M.classify(locals, ledger)
     elseif n_applied > 0 then
       e.state = e.missing_locally and "missing" or "applied"
       e.reapplied = n_rb > 0
-      if loc and loc.text and not require("migfix.migrations").matches(loc.text, last_applied.checksum) then
+      -- a NULL checksum is reported in problems (Prisma cannot read the row), not compared
+      if loc and loc.text and not null(last_applied.checksum)
+         and not require("migfix.migrations").matches(loc.text, last_applied.checksum) then
         e.modified = true
       end
     elseif n_rb > 0 then

@@ -3,13 +3,28 @@ local ui = require "migfix.ui"
 local ledger = require "migfix.ledger"
 local json = require "migfix.json"
 local db = require "migfix.db"
+local health = require "migfix.health"
 
 local C = {
   name = "status",
   summary = "show every migration's state in the ledger and whether prisma migrate deploy would refuse (P3009)",
-  usage = "status [--json]",
-  options = { { long = "json", help = "print a JSON document (see README \"status --json\")" } },
+  usage = "status [--json] [--slow DURATION]",
+  description = [[DURATION is finished_at - started_at of the row that counts (a migration marked applied by
+resolve --applied ran nothing: "resolved"); with --slow, migrations that took at least that long are
+flagged. Exit 0 when nothing needs attention, 1 otherwise (for one code per problem: migfix check).]],
+  options = {
+    { long = "json", help = "print a JSON document (see README \"status --json\")" },
+    { long = "slow", arg = "DURATION", help = "flag applied migrations that took at least DURATION (e.g. 30s, 5m)" },
+  },
 }
+
+--- the duration of the applied row that counts, and whether it only was stamped
+local function timing(e)
+  local last
+  for _, r in ipairs(e.rows) do if ledger.is_applied(r) then last = r end end
+  if not last then return nil end
+  return health.row_duration(last), health.stamped(last)
+end
 
 local STATE_COLOR = { applied = "green", failed = "red", pending = "yellow", rolled_back = "cyan", missing = "yellow" }
 
@@ -39,14 +54,17 @@ function C.headline(st)
   end
 end
 
-function C.document(ctx, st)
+function C.document(ctx, st, slow)
   local headline, kind = C.headline(st)
   local migs = {}
   for _, e in ipairs(st.migrations) do
     local rows = {}
     for _, r in ipairs(e.rows) do rows[#rows + 1] = jrow(r) end
+    local d, stamped = timing(e)
     migs[#migs + 1] = {
       name = e.name, state = e.state,
+      duration_s = d or json.null, resolved = stamped or false,
+      slow = (slow ~= nil and d ~= nil and not stamped and d >= slow) or false,
       ["local"] = e["local"] and { checksum = e.local_checksum or json.null, has_sql = e["local"].has_sql, path = e["local"].path } or json.null,
       modified = e.modified or false, missing_locally = e.missing_locally, reapplied = e.reapplied or false,
       rows = json.array(rows),
@@ -72,7 +90,7 @@ function C.needs_attention(st)
   return st.deploy.refuses or #st.deploy.pending > 0 or s.modified > 0 or s.missing > 0 or #st.problems > 0
 end
 
-function C.print(ctx, st)
+function C.print(ctx, st, slow)
   local headline, kind = C.headline(st)
   local color = ({ failed = "red", pending = "yellow", clean = "green" })[kind] or "bold"
   ui.out(ui.paint(headline, color))
@@ -88,12 +106,16 @@ function C.print(ctx, st)
       if e.reapplied then notes[#notes + 1] = "rolled back, then applied again" end
       if e["local"] and not e["local"].has_sql then notes[#notes + 1] = "no migration.sql" end
       if e.state == "rolled_back" then notes[#notes + 1] = "deploy will re-run it (prisma status says up to date)" end
+      local d, stamped = timing(e)
+      local is_slow = slow ~= nil and d ~= nil and not stamped and d >= slow
+      if is_slow then table.insert(notes, 1, ("slow: took %s (--slow %s)"):format(health.fmt_duration(d), health.fmt_duration(slow))) end
       if e.state == "failed" then
         local f
         for _, r in ipairs(e.rows) do if ledger.is_failed(r) then f = r end end
         notes[#notes + 1] = "started " .. tostring(f.started_at) .. (ledger.null(f.logs) and ", no logs" or "")
       end
       rows[#rows + 1] = { name = e.name, state = e.state, checksum = ui.short(e.local_checksum), rows = #e.rows,
+                          duration = stamped and "resolved" or (d and health.fmt_duration(d) or ""), slow = is_slow,
                           note = table.concat(notes, "; ") }
     end
     ui.table({
@@ -101,6 +123,7 @@ function C.print(ctx, st)
       { key = "state", title = "STATE", color = function(r) return STATE_COLOR[r.state] end },
       { key = "checksum", title = "LOCAL" },
       { key = "rows", title = "ROWS" },
+      { key = "duration", title = "DURATION", color = function(r) return r.slow and "yellow" or nil end },
       { key = "note", title = "NOTE" },
     }, rows, "  ")
   end
@@ -114,12 +137,18 @@ function C.print(ctx, st)
 end
 
 function C.run(ctx, opts)
+  local slow
+  if opts.slow then
+    local err
+    slow, err = health.duration(opts.slow)
+    if not slow then ui.fail { message = "invalid --slow: " .. err, code = ui.EXIT.USAGE } end
+  end
   local conn = ctx:connect { readonly = true }
   local st = ctx:state(conn)
   if opts.json then
-    ui.out(json.encode(C.document(ctx, st), { pretty = true }))
+    ui.out(json.encode(C.document(ctx, st, slow), { pretty = true }))
   else
-    C.print(ctx, st)
+    C.print(ctx, st, slow)
   end
   return C.needs_attention(st) and ui.EXIT.ATTENTION or ui.EXIT.OK
 end
