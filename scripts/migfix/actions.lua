@@ -104,6 +104,7 @@ function R_mt:journal_fn(item, action, details)
     e.backup = item.backup
     if res and res.error then e.details.deploy_error = { message = res.error, sqlstate = res.info and res.info.sqlstate } end
     if res and res.ms then e.details.ms = math.floor(res.ms + 0.5) end
+    if res and res.id then e.details.row_id = res.id end
     if res and res.verification then e.details.verification = M.verification_doc(res.verification) end
     for k, v in pairs(details or {}) do e.details[k] = v end
     item.journaled = item.journaled or {}

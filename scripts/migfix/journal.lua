@@ -580,6 +580,25 @@ end
 
 -- ------------------------------------------------------------ verification
 
+--- Attempts with no outcome: an `attempt` entry (committed before a deploy or
+--- redeploy ran its script) that no later `deploy` entry of the same row
+--- completes — the process was killed or the connection lost mid-script.
+---@param entries table[]
+---@return table[] the attempt entries, in order
+function M.interrupted(entries)
+  local done = {}
+  for _, e in ipairs(entries) do
+    local d = type(e.details) == "table" and e.details or nil
+    if e.action == "deploy" and d and d.row_id then done[d.row_id] = true end
+  end
+  local out = {}
+  for _, e in ipairs(entries) do
+    local d = type(e.details) == "table" and e.details or nil
+    if e.action == "attempt" and d and d.row_id and not done[d.row_id] then out[#out + 1] = e end
+  end
+  return out
+end
+
 local function problem(list, seq, kind, msg) list[#list + 1] = { seq = seq, kind = kind, message = msg } end
 
 --- Check a chain (database or file entries, in order). opts.anchor = file
