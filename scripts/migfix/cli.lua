@@ -6,7 +6,7 @@ local ui = require "migfix.ui"
 local M = {}
 
 M.COMMANDS = { "status", "diagnose", "plan", "run", "resolve", "deploy", "exec",
-               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate" }
+               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "report" }
 
 M.GLOBAL_OPTIONS = {
   { long = "env", short = "e", arg = "NAME", help = "environment from migfix.lua (default: $MIGFIX_ENV, the config's default, or none)" },

@@ -183,7 +183,8 @@ end
 M.freeze = freeze
 
 --- Walk the chain for one migration's evidence m. Returns
---- {policy, actions} for the first policy that applies, or nil and the
+--- {policy, actions, declined} for the first policy that applies (declined:
+--- the {policy, why} of those before it), or nil and the
 --- list of {policy, why} that did not apply.
 function M.evaluate(chain, m, envinfo)
   local reasons = {}
@@ -206,7 +207,7 @@ function M.evaluate(chain, m, envinfo)
       if #plan.actions == 0 then
         plan.actions[1] = { action = "refuse", reason = ("policy \"%s\" applied but decided nothing"):format(pol.name) }
       end
-      return { policy = pol, actions = plan.actions }
+      return { policy = pol, actions = plan.actions, declined = reasons }  -- declined: the policies before it
     end
     reasons[#reasons + 1] = { policy = pol.name, why = why or "does not apply" }
   end

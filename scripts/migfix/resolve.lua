@@ -54,7 +54,7 @@ function M.apply_rules(ctx, decision)
   local p = ctx:project()
   for _, a in ipairs(decision.actions) do
     if p.forbid[a.action] then
-      return { policy = decision.policy, actions = { { action = "refuse",
+      return { policy = decision.policy, declined = decision.declined, actions = { { action = "refuse",
         reason = ("policy \"%s\" decided to %s, which environment \"%s\" forbids"):format(decision.policy.name, a.action:gsub("_", " "), p.env_name),
         hint = "resolve it by hand (migfix resolve) or run the chain in another environment's rules" } } }
     end
@@ -154,7 +154,9 @@ local function base_entry(ctx, item, action, outcome)
     action = action, outcome = outcome, environment = p.env_name, command = ctx.command,
     policy = item.decision and item.decision.policy.name or nil, migration = item.m.name,
     details = { verdict = item.m.verdict, summary = item.m.summary, counts = item.m.counts,
-                error = item.m.error, file_changed = item.m.file.changed_since_failure },
+                error = item.m.error, file_changed = item.m.file.changed_since_failure,
+                -- the step of the decision being executed and its time so far (migfix report)
+                step = item.step and item.step.index, duration_ms = item.step and math.floor(require("migfix.proc").now() - item.step.t0 + 0.5) },
   }
 end
 
@@ -265,6 +267,8 @@ function M.execute(ctx, conn, st, item, a)
     item.backup = { path = man.path, sha256 = man.sha256, scope = man.scope }
     local e = base_entry(ctx, item, "backup", "ok")
     e.backup = item.backup
+    e.details.backup = { size = man.size, created_at = man.created_at, duration_ms = man.duration_ms,
+                         verified = "pg_restore --list", objects = man.objects }
     M.record(ctx, conn, e)
     return true, ("%s (%d bytes, sha256 %s)"):format(man.path, man.size or 0, ui.short(man.sha256, 12))
   elseif a.action == "mark_applied" or a.action == "mark_rolled_back" then
@@ -277,7 +281,7 @@ function M.execute(ctx, conn, st, item, a)
       else
         stmts = lw.mark_rolled_back(conn, st.schema, entry, { ledger_exists = st2.exists })
       end
-      local res = lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, a.action))
+      local res = lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, a.action, { sql = lw.render(conn, stmts) }))
       item.result = res
       return true, ("%d row(s) before, %d after"):format(#res.before, #res.after)
     end) end)
@@ -285,9 +289,11 @@ function M.execute(ctx, conn, st, item, a)
     return guarded(ctx, conn, item, "deploy", function() return lw.with_lock(conn, lock_ms(ctx), function()
       local _, entry = fresh_entry(ctx, conn, st, name)
       local stmts = lw.mark_rolled_back(conn, st.schema, entry, { ledger_exists = true })
-      lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, "mark_rolled_back", { part_of = "redeploy" }))
+      lw.execute(conn, st.schema, name, stmts, journal_in_tx(ctx, conn, st, item, "mark_rolled_back", { part_of = "redeploy", sql = lw.render(conn, stmts) }))
       local ok, res = lw.deploy_one(conn, st.schema, name, entry["local"].text,
-        journal_in_tx(ctx, conn, st, item, "deploy", { part_of = "redeploy" }), { run_script = ctx.run_script })
+        journal_in_tx(ctx, conn, st, item, "deploy", { part_of = "redeploy",
+          script = { path = entry["local"].sql_path, checksum = require("migfix.migrations").checksum(entry["local"].text),
+                     statements = #(item.diag.unit and item.diag.unit.statements or {}) } }), { run_script = ctx.run_script })
       if not ok then
         return false, ("the redeploy failed: %s%s"):format(res.info and res.info.sqlstate and (res.info.sqlstate .. " ") or "", res.error)
       end
@@ -295,13 +301,22 @@ function M.execute(ctx, conn, st, item, a)
     end) end)
   elseif a.action == "check" then
     local st2, entry = fresh_entry(ctx, conn, st, name)
+    local function checked(ok, msg)  -- journaled: the verification after the write (migfix report)
+      local e = base_entry(ctx, item, "check", ok and "ok" or "failed")
+      e.details.message = msg
+      e.details.state = entry.state
+      e.details.failed_rows = #(st2.deploy.failed or {})
+      e.details.prisma_status = st2.prisma_status
+      M.record(ctx, conn, e)
+      return ok, msg
+    end
     if entry.state ~= "applied" then
-      return false, ("check failed: %s is %s in the ledger"):format(name, entry.state)
+      return checked(false, ("check failed: %s is %s in the ledger"):format(name, entry.state))
     end
     local still = {}
     for _, f in ipairs(st2.deploy.failed or {}) do if f.name == name then still[#still + 1] = f.name end end
-    if #still > 0 then return false, "check failed: a failed row of " .. name .. " is still there" end
-    return true, name .. " is applied; " .. (#(st2.deploy.failed or {}) == 0 and "nothing failed" or (#st2.deploy.failed .. " other failed row(s) remain"))
+    if #still > 0 then return checked(false, "check failed: a failed row of " .. name .. " is still there") end
+    return checked(true, name .. " is applied; " .. (#(st2.deploy.failed or {}) == 0 and "nothing failed" or (#st2.deploy.failed .. " other failed row(s) remain")))
   elseif a.action == "refuse" then
     local e = base_entry(ctx, item, "refusal", "refused")
     e.details.reason = a.reason
@@ -407,12 +422,14 @@ local function run_after_hooks(ctx, conn, st)
   local all_ok = true
   for _, cmd in ipairs(p.after) do
     ui.out("after: " .. cmd)
+    local t0 = proc.now()
     local r = proc.run { argv = { "/bin/sh", "-c", cmd } }
+    local ms = math.floor(proc.now() - t0 + 0.5)
     local ok = r and r.code == 0
     if r and r.stdout and r.stdout ~= "" then io.stdout:write(r.stdout) end
     if r and r.stderr and r.stderr ~= "" then io.stderr:write(r.stderr) end
     M.record(ctx, conn, { action = "after_hook", outcome = ok and "ok" or "failed", environment = p.env_name,
-                          command = ctx.command, details = { hook = cmd, exit = r and r.code } })
+                          command = ctx.command, details = { hook = cmd, exit = r and r.code, duration_ms = ms } })
     if not ok then
       all_ok = false
       ui.warn(("after hook failed (exit %s): %s"):format(r and r.code or "?", cmd))
@@ -423,6 +440,7 @@ end
 
 --- migfix plan / migfix run
 function M.command(ctx, opts, mode)
+  local started_at = journal_mod().now()
   local conn = ctx:connect { readonly = mode == "plan" }
   local st = ctx:state(conn)
   local items = M.decide(ctx, conn, st)
@@ -447,7 +465,9 @@ function M.command(ctx, opts, mode)
     pcall(function()
       local journal = journal_mod()
       for _, item in ipairs(items) do
-        journal.append_file(ctx:project().journal_file, base_entry(ctx, item, "plan", "planned"))
+        local e = base_entry(ctx, item, "plan", "planned")
+        for k, v in pairs(require("migfix.report").journal_details(item, started_at)) do e.details[k] = v end
+        journal.append_file(ctx:project().journal_file, e)
       end
     end)
     for _, item in ipairs(items) do
@@ -473,7 +493,9 @@ function M.command(ctx, opts, mode)
       if k > 1 then ui.out("") end
       print_item_header(item)
     end
-    M.record(ctx, conn, base_entry(ctx, item, "diagnosis", "ok"))
+    local de = base_entry(ctx, item, "diagnosis", "ok")
+    for k, v in pairs(require("migfix.report").journal_details(item, started_at)) do de.details[k] = v end
+    M.record(ctx, conn, de)
     if not item.decision then
       if not opts.json then
         for _, r in ipairs(item.reasons) do ui.out(("  %s: %s"):format(r.policy, r.why)) end
@@ -487,7 +509,9 @@ function M.command(ctx, opts, mode)
     end
     local stop = false
     for i, a in ipairs(item.decision.actions) do
+      item.step = { index = i, t0 = require("migfix.proc").now() }
       local ok, msg = M.execute(ctx, conn, st, item, a)
+      item.step = nil
       a.outcome = ok and "ok" or (a.action == "refuse" and "refused" or "failed")
       a.message = msg
       if not opts.json then

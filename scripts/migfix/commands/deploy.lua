@@ -74,12 +74,16 @@ function C.run(ctx, opts)
       if not opts.json then ui.out(("Applying migration `%s`"):format(name)) end
       local item = { m = { name = name, verdict = "pending", summary = "deploy", counts = {}, error = {}, file = {} },
                      decision = { policy = { name = "deploy" } } }
+      local t0 = require("migfix.proc").now()
       local ok, res = lw.deploy_one(conn, st.schema, name, loc.text, function(before, after, ok2, r)
         local journal = require "migfix.journal"
         journal.ensure(conn, p.journal_schema)
         local entry = { action = "deploy", outcome = ok2 and "ok" or "failed", environment = p.env_name, command = "deploy",
                         migration = name, ledger_schema = st.schema, before = json.array(before), after = json.array(after),
                         details = r.error and { error = r.error, sqlstate = r.info and r.info.sqlstate } or {} }
+        -- for migfix report: the time so far and the file that ran
+        entry.details.duration_ms = math.floor(require("migfix.proc").now() - t0 + 0.5)
+        entry.details.script = { path = loc.sql_path, checksum = loc.checksum }
         local stored, jerr = journal.append(conn, p.journal_schema, entry)
         if not stored then
           ui.fail { message = "could not write the journal: " .. tostring(jerr), hint = "the ledger update was rolled back with it", code = ui.EXIT.FAILURE }

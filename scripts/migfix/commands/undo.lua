@@ -208,6 +208,7 @@ function C.run(ctx, opts, args)
 
   local q = ledger_table(conn, schema)
   local refused, restored_rows, current_rows, u
+  local t0 = require("migfix.proc").now()
   do
     local tx <close>, berr = conn:begin()
     if not tx then fail_sql("begin a transaction", berr) end
@@ -254,7 +255,8 @@ function C.run(ctx, opts, args)
         migration = type(rep.migration) == "string" and rep.migration or nil, ledger_schema = schema,
         before = current_rows, after = restored_rows,
         details = { undoes = rep.seq, undone_action = rep.action, undone_hash = rep.hash,
-                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert } })
+                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert,
+                    duration_ms = math.floor(require("migfix.proc").now() - t0 + 0.5) } })
       if not u then fail_sql("write the journal entry", e2, i2) end
       local cok, cerr, cinfo = tx:commit()
       if not cok then fail_sql("commit the undo", cerr, cinfo) end
