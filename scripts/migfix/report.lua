@@ -564,7 +564,7 @@ local function objects_doc(o)
     odd[#odd + 1] = { kind = x.kind, label = kind_label(x.kind), schema = str(x.schema) or NULL, table = str(x.table) or NULL,
                       name = str(x.name) or NULL, state = x.state, line = num(x.line) or NULL, differences = arr(diffs) }
   end
-  return { total = total, summary = table.concat(parts, ", "), by_kind = arr(list), not_as_expected = arr(odd) }
+  return { total = total, summary = table.concat(parts, ", "), by_kind = arr(list), not_as_expected = arr(odd), deployed_by = NULL }
 end
 
 local function lint_doc(l, name)
@@ -641,7 +641,7 @@ local WORSE = { ok = 1, planned = 1, skipped = 2, refused = 3, failed = 4 }
 --- One step of a run from its journal entries.
 local function make_step(i, action, planned, es, schema)
   local s = { step = i, action = action, description = ACTION_TEXT[action] or action, reason = planned and str(planned.reason) or NULL,
-              outcome = "not run", message = NULL, duration_ms = NULL, at = NULL, sql = {}, journal = {} }
+              outcome = "not run", message = NULL, duration_ms = NULL, at = NULL, sql = {}, sql_note = NULL, journal = {} }
   if planned and action == "backup" and planned.added then s.reason = "required by the environment" end
   for _, e in ipairs(es) do
     if e.action == "deploy" then s.sql_note = "the deploy's values from the journal's after-image" end
@@ -817,7 +817,7 @@ local function migration_section(run, name, ctx)
   end
   sec.approach = {
     policy = policy or NULL, description = description or NULL, why = arr(notes), declined = arr(declined),
-    refusal = NULL,
+    refusal = NULL, undoes = NULL,
   }
   if refusal_e then
     local rd = details(refusal_e)
