@@ -203,6 +203,9 @@ end
 ---@return table entries
 function M.collect(db_entries, file_entries, opts)
   opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "environment" then error(("unrecognized option \"%s\" (expected report.collect(db_entries, file_entries, {environment=}))"):format(tostring(k)), 2) end
+  end
   local out = {}
   local function copy(e)
     local c = {}
@@ -1365,7 +1368,7 @@ local function run_blocks(B, r, level, single)
     title = ("Run %s: %s"):format(r.run:sub(1, 8), r.outcome)
   end
   heading(B, level, title)
-  para(B, { bold("Outcome: " .. r.outcome .. "."), " ", r.headline, "." })
+  para(B, { bold("Outcome: " .. r.outcome .. "."), " ", (r.headline:gsub("^%l", string.upper)), "." })
   local rows = {}
   kv(rows, "Run", code(r.run))
   if r.legacy then kv(rows, "Note", "entries written before run ids: grouped by command, user, host and environment") end
@@ -1426,6 +1429,8 @@ end
 
 --- The document as blocks (headings, paragraphs, tables, code, lists):
 --- Markdown and HTML render the same blocks.
+---@param doc table from M.document
+---@return table blocks {t = "h"|"p"|"table"|"code"|"list", ...}
 function M.blocks(doc)
   local B = {}
   local runs = doc.runs
@@ -1684,6 +1689,8 @@ function M.html(doc)
 end
 
 --- The document as pretty JSON (sorted keys).
+---@param doc table
+---@return string
 function M.json(doc)
   return json.encode(doc, { pretty = true, sort_keys = true }) .. "\n"
 end
