@@ -655,7 +655,8 @@ local function make_step(i, action, planned, es, schema)
     local o = str(e.outcome) or "ok"
     if (WORSE[o] or 0) > worst then worst = WORSE[o] or 0; s.outcome = o end
     local d = details(e)
-    if num(d.duration_ms) then dur = math.max(dur or 0, d.duration_ms) end
+    local ms = num(d.duration_ms) or num(tab(d.backup) and d.backup.duration_ms)
+    if ms then dur = math.max(dur or 0, ms) end
     s.at = str(e.at)
     local m = step_message(e, schema)
     if m then msgs[#msgs + 1] = (#es > 1 and (e.action .. ": ") or "") .. m end
@@ -951,7 +952,16 @@ local function migration_section(run, name, ctx)
   return sec
 end
 
-local function headline(run, secs)
+--- whether the evidence shows that deploy no longer refuses: the check
+--- after the write found no failed row, or the ledger now has none
+local function deploy_unblocked(sec, now)
+  local aw = tab(sec.verification) and tab(sec.verification.after_write)
+  if aw and aw.outcome == "ok" and aw.failed_rows == 0 then return true end
+  if now and tab(now.deploy) then return not now.deploy.refuses end
+  return nil
+end
+
+local function headline(run, secs, now)
   local names = {}
   for _, s in ipairs(secs) do names[#names + 1] = s.name end
   local one = secs[1]
@@ -980,8 +990,16 @@ local function headline(run, secs)
   end
   local pol = tab(one.approach) and str(one.approach.policy)
   if one.outcome == "resolved" then
-    return ("%s resolved by %s%s: `prisma migrate deploy` no longer refuses (P3009)"):format(one.name, who,
-      pol and (" with policy " .. pol) or "")
+    local last
+    for _, s in ipairs(one.steps) do if s.outcome == "ok" and s.action ~= "check" and s.action ~= "backup" then last = s.action end end
+    local unblocked = deploy_unblocked(one, now)
+    local tail = unblocked == true and ": `prisma migrate deploy` no longer refuses (P3009)"
+      or (unblocked == false and ": `prisma migrate deploy` still refuses (P3009), another failed row is left" or "")
+    if last == "mark_rolled_back" then
+      return ("%s marked rolled back by %s%s%s"):format(one.name, who, pol and (" with policy " .. pol) or "",
+        unblocked == true and ": `prisma migrate deploy` will run it again" or tail)
+    end
+    return ("%s resolved by %s%s%s"):format(one.name, who, pol and (" with policy " .. pol) or "", tail)
   elseif one.outcome == "refused" then
     local r = tab(one.approach.refusal)
     return ("%s was not resolved: %s refused%s"):format(one.name, pol and ("policy " .. pol) or who,
@@ -1050,7 +1068,7 @@ local function run_doc(run, ctx)
   local refs, sources = {}, {}
   for _, e in ipairs(run.entries) do refs[#refs + 1] = entry_ref(e); sources[e._source] = true end
   local now = ctx.now
-  local hl = headline(run, secs)
+  local hl = headline(run, secs, now)
   if hooks_failed then hl = hl .. "; an after hook failed" end
   local failed_at, resolved_at, undone_at
   for _, s in ipairs(secs) do
@@ -1356,7 +1374,8 @@ local function migration_blocks(B, s, level, run, sfx)
 end
 
 local function run_blocks(B, r, level, single)
-  local rsfx = not single and ("run " .. r.run:sub(1, 8)) or nil
+  local short = r.legacy and r.run or r.run:sub(1, 8)
+  local rsfx = not single and ("run " .. short) or nil
   local title
   local names = {}
   for _, s in ipairs(r.migrations) do names[#names + 1] = s.name end
@@ -1365,7 +1384,7 @@ local function run_blocks(B, r, level, single)
     if r.command == "undo" then title = ("migfix report: undo of %s"):format(names[1] or "a repair") end
     if r.command == "deploy" then title = ("migfix report: deploy, %s"):format(r.outcome) end
   else
-    title = ("Run %s: %s"):format(r.run:sub(1, 8), r.outcome)
+    title = ("Run %s: %s"):format(short, r.outcome)
   end
   heading(B, level, title)
   para(B, { bold("Outcome: " .. r.outcome .. "."), " ", (r.headline:gsub("^%l", string.upper)), "." })

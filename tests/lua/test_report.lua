@@ -885,9 +885,9 @@ T["report library: times, durations, legacy runs, escaping, bad arguments"] = fu
   local doc = report.document(runs, { entries = entries })
   doc.runs[3].headline = "a | b <script> *x* [y](z) _u_ snake_case `code`"
   local md = report.render(doc, "markdown")
-  h.contains(md, "a \\| b \\<script> \\*x\\* \\[y\\](z) \\_u\\_ snake_case `code`")
+  h.contains(md, "A \\| b \\<script> \\*x\\* \\[y\\](z) \\_u\\_ snake_case `code`")
   local html = report.render(doc, "html")
-  h.contains(html, "a | b &lt;script&gt; *x* [y](z) _u_ snake_case <code>code</code>")
+  h.contains(html, "A | b &lt;script&gt; *x* [y](z) _u_ snake_case <code>code</code>")
   -- secrets are masked in every format
   doc.runs[3].headline = "postgresql://app:s3cr3t@db/x"
   for _, f in ipairs({ "markdown", "json", "html" }) do h.not_contains(report.render(doc, f), "s3cr3t", f) end
