@@ -402,6 +402,22 @@ local ACTION_TEXT = {
   diagnosis = "diagnose",
 }
 
+--- a ledger time as the journal has it ("…:53.35965Z", the database's text
+--- drops trailing zeros) with six fraction digits, as journal.capture writes it
+local function us(v)
+  local s = str(v)
+  if not s then return nil end
+  local head, frac = s:match("^(%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d)%.(%d+)Z$")
+  if head and #frac < 6 then return head .. "." .. frac .. string.rep("0", 6 - #frac) .. "Z" end
+  return s
+end
+M.us = us
+
+local function same_time(a, b)
+  if null(a) and null(b) then return true end
+  return M.iso_ms(us(a)) ~= nil and us(a) == us(b)
+end
+
 local function qident(s) return '"' .. tostring(s):gsub('"', '""') .. '"' end
 local function qlit(v)
   if null(v) then return "NULL" end
@@ -425,8 +441,8 @@ local function failed_row_of(rows)
 end
 
 local function row_doc(r)
-  return { id = str(r.id), checksum = str(r.checksum), started_at = str(r.started_at) or NULL,
-           finished_at = str(r.finished_at) or NULL, rolled_back_at = str(r.rolled_back_at) or NULL,
+  return { id = str(r.id), checksum = str(r.checksum), started_at = us(r.started_at) or NULL,
+           finished_at = us(r.finished_at) or NULL, rolled_back_at = us(r.rolled_back_at) or NULL,
            applied_steps_count = num(r.applied_steps_count) or NULL, logs = str(r.logs) or NULL,
            migration_name = str(r.migration_name) }
 end
@@ -455,13 +471,13 @@ local function deploy_sql(e, schema)
   local sc = tab(d.script) or {}
   local out = {
     ("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES (%s, %s, %s, %s);"):format(
-      q, qlit(new.id), qlit(new.checksum), qlit(new.started_at), qlit(new.migration_name)),
+      q, qlit(new.id), qlit(new.checksum), qlit(us(new.started_at)), qlit(new.migration_name)),
     ("-- then %s%s sent as ONE query (one implicit transaction), as Prisma deploys it"):format(
       str(sc.path) or "migration.sql", num(sc.statements) and (": " .. sc.statements .. " statement(s)") or ""),
   }
   if e.outcome == "ok" then
     out[#out + 1] = ("UPDATE %s SET applied_steps_count = applied_steps_count + 1 WHERE id = %s;"):format(q, qlit(new.id))
-    out[#out + 1] = ("UPDATE %s SET finished_at = %s WHERE id = %s;"):format(q, qlit(new.finished_at), qlit(new.id))
+    out[#out + 1] = ("UPDATE %s SET finished_at = %s WHERE id = %s;"):format(q, qlit(us(new.finished_at)), qlit(new.id))
   else
     out[#out + 1] = ("UPDATE %s SET logs = <the error, as Prisma writes it (P3018)> WHERE id = %s;"):format(q, qlit(new.id))
   end
@@ -486,12 +502,13 @@ local function undo_sql(e, schema)
       out[#out + 1] = ("DELETE FROM %s WHERE id = %s;"):format(q, qlit(id))
     elseif b and not a then
       out[#out + 1] = ("INSERT INTO %s (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s);"):format(
-        q, qlit(b.id), qlit(b.checksum), qlit(b.finished_at), qlit(b.migration_name), qlit(b.logs), qlit(b.rolled_back_at),
-        qlit(b.started_at), qlit(b.applied_steps_count))
+        q, qlit(b.id), qlit(b.checksum), qlit(us(b.finished_at)), qlit(b.migration_name), qlit(b.logs), qlit(us(b.rolled_back_at)),
+        qlit(us(b.started_at)), qlit(b.applied_steps_count))
     else
       local sets = {}
       for _, c in ipairs({ "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }) do
-        if not (null(a[c]) and null(b[c])) and a[c] ~= b[c] then sets[#sets + 1] = c .. " = " .. qlit(b[c]) end
+        local differ = c:match("_at$") and not same_time(a[c], b[c]) or (not c:match("_at$") and not (null(a[c]) and null(b[c])) and a[c] ~= b[c])
+        if differ then sets[#sets + 1] = c .. " = " .. qlit(c:match("_at$") and us(b[c]) or b[c]) end
       end
       if #sets > 0 then out[#out + 1] = ("UPDATE %s SET %s WHERE id = %s;"):format(q, table.concat(sets, ", "), qlit(id)) end
     end
@@ -757,7 +774,7 @@ local function migration_section(run, name, ctx)
     local e = error_ or {}
     sec.failure = {
       migration = name,
-      failed_at = str(frow and frow.started_at) or NULL,
+      failed_at = us(frow and frow.started_at) or NULL,
       row = frow and { id = str(frow.id), checksum = str(frow.checksum) or NULL } or NULL,
       error = { sqlstate = str(e.sqlstate) or NULL, message = str(e.message) or NULL, class = str(e.class) or NULL,
                 detail = str(e.detail) or NULL, object = str(e.object) or NULL, no_logs = e.no_logs == true },
@@ -889,7 +906,7 @@ local function migration_section(run, name, ctx)
       if #rows ~= #after_rows then changed = true end
       for _, r in ipairs(rows) do
         local x = a[r.id]
-        if not x or str(x.finished_at) ~= str(r.finished_at) or str(x.rolled_back_at) ~= str(r.rolled_back_at) then changed = true end
+        if not x or not same_time(x.finished_at, r.finished_at) or not same_time(x.rolled_back_at, r.rolled_back_at) then changed = true end
       end
     end
     local states = {}
@@ -931,7 +948,7 @@ local function migration_section(run, name, ctx)
     if e.outcome == "ok" and e.action == "undo" then undone_at = str(e.at) end
   end
   if check_e and check_e.outcome == "ok" then resolved_at = str(check_e.at) end
-  local failed_at = str(frow and frow.started_at)
+  local failed_at = us(frow and frow.started_at)
   sec.timing = { failed_at = failed_at or NULL, resolved_at = resolved_at or NULL, undone_at = undone_at or NULL,
                  failure_to_resolution_ms = (failed_at and resolved_at) and between(failed_at, resolved_at) or NULL }
 
