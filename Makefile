@@ -51,7 +51,8 @@ deps:
 	    || ! lua5.4 -e 'require"posix"' >/dev/null 2>&1 \
 	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ] \
 	    || ! /usr/bin/python3 -c 'import prometheus_client, yaml' >/dev/null 2>&1 \
-	    || ! command -v man >/dev/null || ! command -v zsh >/dev/null; then \
+	    || ! command -v man >/dev/null || ! command -v zsh >/dev/null \
+	    || ! command -v cmark-gfm >/dev/null || ! command -v xmllint >/dev/null || ! command -v strace >/dev/null; then \
 	  echo "make: installing missing dependencies (scripts/install-deps)"; \
 	  ./scripts/install-deps; \
 	fi
