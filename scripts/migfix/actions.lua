@@ -271,7 +271,7 @@ A.mark_rolled_back = {
 }
 
 --- Deploy one migration file as `prisma migrate deploy` does, then diagnose it again.
-local function deploy_file(R, item, part_of)
+local function deploy_file(R, item, part_of, prelude)
   local name = item.m.name
   local text, entry = text_of(R, name)
   local loc = entry["local"] or {}
@@ -279,6 +279,7 @@ local function deploy_file(R, item, part_of)
                    statements = item.diag and item.diag.unit and #item.diag.unit.statements or nil }
   local ok, res = lw.deploy_one(R.conn, R.schema, name, text, R:journal_fn(item, "deploy", { part_of = part_of, script = script }), {
     runner = R.runner,
+    prelude = prelude,
     attempt = R:attempt_fn(item, part_of),
     verify = function() return M.verify_now(R, name) end,
   })
@@ -319,10 +320,12 @@ A.redeploy = {
   execute = function(R, item)
     local name = item.m.name
     local stmts = lw.mark_rolled_back(R.conn, R.schema, R:entry(name), { ledger_exists = true })
-    lw.execute(R.conn, R.schema, name, stmts, R:journal_fn(item, "mark_rolled_back", { part_of = "redeploy", sql = lw.render(R.conn, stmts) }),
-      { what = "mark " .. name .. " rolled back" })
-    R:refresh()
-    return deploy_file(R, item, "redeploy")
+    -- the mark and the started row commit together: a kill in between cannot
+    -- leave the migration merely pending
+    return deploy_file(R, item, "redeploy", {
+      stmts = stmts, what = "mark " .. name .. " rolled back and start it again",
+      journal = R:journal_fn(item, "mark_rolled_back", { part_of = "redeploy", sql = lw.render(R.conn, stmts) }),
+    })
   end,
 }
 

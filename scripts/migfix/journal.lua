@@ -752,11 +752,14 @@ end
 ---@return table|nil entry
 function M.last_repair(entries, opts)
   local redo = opts and opts.redo
+  local run = opts and opts.run
   local undone = {}
   for i = #entries, 1, -1 do
     local e = entries[i]
+    local in_run = not run or (type(e.details) == "table" and type(e.details.run) == "string"
+                               and e.details.run:sub(1, #run) == run)
     if not e._malformed and e.outcome == "ok" and M.REPAIRS[e.action] and not undone[e.seq]
-       and (e.action ~= "undo" or redo) then
+       and (e.action ~= "undo" or redo) and in_run and (not run or e.action ~= "undo") then
       return e
     end
     if not e._malformed and e.action == "undo" and e.outcome == "ok" and not undone[e.seq]

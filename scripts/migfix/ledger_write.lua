@@ -209,6 +209,8 @@ end
 ---                            leaves an attempt with no outcome
 ---   opts.verify(conn)        called after the script succeeded, before the
 ---                            final updates; its result is res.verification
+---   opts.prelude             {stmts, journal(before, after), what}: ledger writes
+---                            committed in one transaction with the started row
 ---@return boolean ok, table result {id, error, info, before, after, ms, verification}
 function M.deploy_one(conn, schema, name, text, journal_fn, opts)
   opts = opts or {}
@@ -217,10 +219,24 @@ function M.deploy_one(conn, schema, name, text, journal_fn, opts)
   local before = assert(read_rows(conn, schema, name))
   local id = crypto.uuid4()
   if opts.attempt then opts.attempt(id) end
-  local ok, err = conn:query(("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
-    id, mig.checksum(text), M.now(), name)
-  if not ok then
-    ui.fail { message = "could not record the start of " .. name .. ": " .. err, code = ui.EXIT.FAILURE }
+  local start = { sql = ("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
+                  params = { id, mig.checksum(text), M.now(), name }, what = "record the start of " .. name, expect = 1 }
+  if opts.prelude then
+    -- e.g. a redeploy's mark rolled back: in the same transaction as the
+    -- started row, so an interruption leaves one failed row, never a
+    -- rolled-back migration with no attempt
+    local p = opts.prelude
+    txn.run(conn, function()
+      local pb = assert(read_rows(conn, schema, name))
+      for _, st in ipairs(p.stmts) do run_stmt(conn, st) end
+      local pa = assert(read_rows(conn, schema, name))
+      if p.journal then p.journal(pb, pa) end
+      run_stmt(conn, start)
+    end, p.what or ("start " .. name))
+    before = assert(read_rows(conn, schema, name))
+    for i = #before, 1, -1 do if before[i].id == id then table.remove(before, i) end end
+  else
+    run_stmt(conn, start)
   end
   local t0 = sys.now_ms()
   local runner = opts.runner or opts.run_script or function(c, t) return c:exec(t) end

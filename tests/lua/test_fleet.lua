@@ -97,6 +97,8 @@ T["fleet of 100 databases: status, diagnose, plan, run; summary grouped by outco
   h.contains(out, "4  absent → refused: 23505", out .. err)
   h.contains(out, "ok 96, refused 4, failed 0, skipped 0", out .. err)
   h.eq(rc, 1, out .. err)
+  local run_id = out:match("%(run ([%x%-]+)%)")
+  h.ok(run_id, out)
   -- the real Prisma CLI on a sample: a complete one, a redeployed one (clean), a refused one (still failed)
   local C = require "compat"
   local urls = {}
@@ -113,6 +115,15 @@ T["fleet of 100 databases: status, diagnose, plan, run; summary grouped by outco
   per, s = ndjson(out)
   h.eq(s.ok, 96, out:sub(-500))
   h.eq(s.refused, 4)
+  -- every journal entry of a tenant carries the fleet run's id
+  local n = h.psql(urls.tenant001, ("SELECT count(*) FROM migfix.journal WHERE details->>'run' = '%s'"):format(run_id))
+  h.ok(tonumber(n:match("%d+")) >= 3, "tenant001's entries of run " .. run_id .. ": " .. n)
+  -- one incident across the fleet, undone together
+  out, err, rc = mf { "-C", dir, "undo", "--run", run_id, "--targets", tf, "--yes" }
+  h.contains(out, "ok 96", out .. err)
+  out, err, rc = mf { "-C", dir, "status", "--targets", tf, "--json" }
+  per, s = ndjson(out)
+  h.eq(s.by_outcome.failed, 100, "after undo --run every tenant is failed again: " .. out:sub(-300))
 end
 
 T["shard K/N: a deterministic, exact partition of the targets"] = function()
@@ -198,6 +209,52 @@ T["fleet of 100 schemas in one database: deploy, status, diagnose; schemas of on
   local src, sout = C.status(url .. "?schema=tenant_042", mdir)
   h.eq(src, 0, sout)
   local _ = name
+end
+
+T["docs/fleet recipes: the Kubernetes Indexed Job and the CI matrix parse and use options migfix has"] = function()
+  local py = [==[
+import sys, yaml, json
+job = yaml.safe_load(open(sys.argv[1]))
+wf = yaml.safe_load(open(sys.argv[2]))
+spec = job["spec"]
+c = spec["template"]["spec"]["containers"][0]
+print(json.dumps({"mode": spec["completionMode"], "completions": spec["completions"],
+  "args": " ".join(c["args"]), "shards": wf["jobs"]["shard"]["strategy"]["matrix"]["shard"],
+  "steps": [s.get("run", "") for s in wf["jobs"]["shard"]["steps"]]}))
+]==]
+  local f = h.tmpdir() .. "/p.py"
+  h.write(f, py)
+  local out, rc = h.sh(("/usr/bin/python3 %s %s %s"):format(h.shq(f), h.shq(h.root .. "/docs/fleet/k8s-indexed-job.yaml"),
+    h.shq(h.root .. "/docs/fleet/github-matrix.yml")))
+  h.eq(rc, 0, out)
+  local d = json.decode(out)
+  h.eq(d.mode, "Indexed")
+  h.eq(#d.shards, d.completions, "as many CI shards as Job completions")
+  h.contains(d.args, "--shard $((JOB_COMPLETION_INDEX + 1))/4")
+  -- every option the recipes use is one migfix diagnose takes
+  local help = h.migfix({ "help", "diagnose" })
+  for _, o in ipairs({ "--targets", "--shard", "--json" }) do h.contains(help, o) end
+  local steps = table.concat(d.steps, "\n")
+  h.contains(steps, "--shard ${{ matrix.shard }}/4")
+end
+
+T["merging the NDJSON of shards as docs/fleets.md shows gives the whole fleet's counts"] = function()
+  local dir, _, tf = fleet()
+  local files = {}
+  for k = 1, 4 do
+    local out = mf { "-C", dir, "status", "--targets", tf, "--json", "--shard", k .. "/4" }
+    files[k] = dir .. ("/shard-%d.ndjson"):format(k)
+    h.write(files[k], out)
+  end
+  local py = [[import json,sys; s=[d["summary"] for f in sys.argv[1:] for d in map(json.loads, open(f)) if "target" not in d];
+print(json.dumps({k: sum(x[k] for x in s) for k in ("targets","ok","refused","failed","skipped")}))]]
+  local f = dir .. "/merge.py"
+  h.write(f, py)
+  local out, rc = h.sh("/usr/bin/python3 " .. h.shq(f) .. " " .. table.concat(files, " "))
+  h.eq(rc, 0, out)
+  local d = json.decode(out)
+  h.eq(d.targets, 100, out)
+  h.eq(d.ok + d.refused + d.failed + d.skipped, 100)
 end
 
 return T
