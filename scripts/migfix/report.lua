@@ -752,7 +752,9 @@ local function migration_section(run, name, ctx)
     local dd = details(deploy_failed)
     local r = failed_row_of(rows_of(deploy_failed.after, name))
     frow = r and { id = r.id, started_at = r.started_at, checksum = r.checksum } or frow
-    error_ = { sqlstate = str(dd.sqlstate), message = str(dd.error), class = error_ and error_.class }
+    local de = tab(dd.deploy_error) or {}
+    error_ = { sqlstate = str(de.sqlstate) or str(dd.sqlstate), message = str(de.message) or str(dd.error),
+               class = error_ and error_.class }
     detected = ("`migfix deploy` (%s) at %s by %s@%s: P3018, the migration failed to apply; the ledger row has finished_at NULL, so `prisma migrate deploy` refuses with P3009 from now on"):format(
       deploy_failed._ref, time_text(deploy_failed.at), tostring(deploy_failed.os_user), tostring(deploy_failed.host))
   elseif ev then
@@ -868,8 +870,11 @@ local function migration_section(run, name, ctx)
     end
   else
     local i = 0
-    for _, e in ipairs(mine) do
-      if e.action ~= "diagnosis" and e.action ~= "plan" then
+    for k, e in ipairs(mine) do
+      -- an attempt is the start of the write that follows it; alone (last) it
+      -- is an interrupted write and is a step of its own
+      local folded = e.action == "attempt" and k < #mine
+      if e.action ~= "diagnosis" and e.action ~= "plan" and not folded then
         i = i + 1
         steps[#steps + 1] = make_step(i, e.action, nil, { e }, schema)
       end
