@@ -6,7 +6,7 @@ local ui = require "migfix.ui"
 local M = {}
 
 M.COMMANDS = { "status", "check", "metrics", "diagnose", "plan", "run", "resolve", "deploy", "exec",
-               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "completion" }
+               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "config", "completion" }
 
 --- What migfix is (the man page's DESCRIPTION).
 M.ABOUT = [[When prisma migrate deploy dies half way, Prisma leaves a row in _prisma_migrations with
