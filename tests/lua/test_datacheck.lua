@@ -165,6 +165,11 @@ T["plan/run: a duplicate left in place is refused with its key; removed, the unc
   h.eq(rc, 0, out .. err)
   h.contains(out, "the data fits now")
   h.contains(out, "redeploy")
+  -- simulate decides on the real database's evidence and rehearses that redeploy on a copy
+  out, err, rc = h.migfix { "-C", dir, "--url", url, "simulate" }
+  h.eq(rc, 0, out .. err)
+  h.contains(out, "redeploy — ok")
+  h.contains(out, "safe to run: yes")
   out, err, rc = h.migfix { "-C", dir, "--url", url, "run" }
   h.eq(rc, 0, out .. err)
   h.eq(h.psql(url, [[SELECT count(*) FROM pg_indexes WHERE indexname = 'Customer_email_key']]), "1\n")
