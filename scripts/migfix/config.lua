@@ -404,15 +404,6 @@ function M.validate(cfg, path, src, opts)
     if opts.home then
       -- every policy of the chain, found and loaded
       local dirs, team = M.policy_dirs(cfg, e, root, opts.home)
-      for _, list in ipairs({ cfg.policy_paths or {}, e.policy_paths or {} }) do
-        for _, raw in ipairs(list) do
-          local d = abs(raw, root)
-          if not require("migfix.fs").is_dir(d) then
-            fail_at(path, value_line(src, raw, 1) or find_line(src, "policy_paths", 1),
-              ("policy directory \"%s\" does not exist"):format(d), "create it, or fix policy_paths (relative to the project root)")
-          end
-        end
-      end
       local chain = e.policies or M.DEFAULT_CHAIN
       local policy = require "migfix.policy"
       for _, pname in ipairs(chain) do
@@ -598,12 +589,18 @@ M.dotenv_expand = function(v, lookup) return expand(v, lookup, 0) end
 
 --- Load .env files in order, as Prisma does: a variable already in the
 --- process environment (or set by an earlier file) wins; values are ${}-expanded.
+--- An empty process variable counts as unset (as everywhere in migfix).
 ---@param paths string[]
 ---@param getenv? fun(name: string): string|nil default os.getenv
 ---@return table<string,string> vars what the files add
 ---@return string[] read the files that were read
 function M.dotenv_load(paths, getenv)
-  getenv = getenv or os.getenv
+  local raw_getenv = getenv or os.getenv
+  getenv = function(n)
+    local v = raw_getenv(n)
+    if v == "" then return nil end
+    return v
+  end
   local env, read = {}, {}
   for _, p in ipairs(paths) do
     local parsed, order = M.dotenv(p)

@@ -73,7 +73,7 @@ T["every mistake exits 2 with migfix.lua:LINE and the nearest name, before anyth
     { { 'connect = 10', 'connect = "ten"' }, 'connect = "ten"', "whole number of seconds", nil },
     { { 'default_environment = "development"', 'default_environment = "developmnt"' }, "default_environment", "is not declared", "did you mean development?" },
     { { 'confirm = "flag"', 'confrim = "flag"' }, "confrim", 'unrecognized key "confrim"', "did you mean confirm?" },
-    { { '"ops/pol"', '"ops/pols"' }, '"ops/pols"', 'policy directory', nil },
+    { { '"ops/pol"', '"ops/pols"' }, '"mine"', 'unrecognized policy "mine"', "ops/pols" },
     { { 'url = env "PROD_DATABASE_URL"', 'url = "mysql://x"' }, 'url = "mysql://x"', "url of environment", nil },
   }
   for _, c in ipairs(cases) do
