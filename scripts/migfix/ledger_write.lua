@@ -1,5 +1,5 @@
 --- Writing Prisma's `_prisma_migrations` exactly as Prisma writes it
---- (prisma-migrate.md §4–§6): the one write boundary of the ledger. Every
+--- (deploy, resolve --applied, resolve --rolled-back): the one write boundary of the ledger. Every
 --- write is first built as a list of statements ({sql, params, what,
 --- expect}) so that `migfix plan` prints exactly the SQL that `migfix run`
 --- executes; `execute` then runs them in one transaction together with the
@@ -48,7 +48,7 @@ local function roll_back(q, now, r)
            params = { now, r.id }, what = "mark the failed row rolled back", id = r.id, expect = 1 }
 end
 
---- Statements for `resolve --applied NAME` (§5): rolled_back_at on every
+--- Statements for `resolve --applied NAME`: rolled_back_at on every
 --- failed row of NAME, then a new row with the local file's checksum.
 ---@param entry table classification entry of the migration (ledger.classify)
 ---@param text string the local migration.sql
@@ -86,7 +86,7 @@ function M.mark_applied(conn, schema, entry, text, opts)
   return stmts
 end
 
---- Statements for `resolve --rolled-back NAME` (§6).
+--- Statements for `resolve --rolled-back NAME`.
 function M.mark_rolled_back(conn, schema, entry, opts)
   opts = opts or {}
   local rows = rows_of(entry)
@@ -199,7 +199,7 @@ function M.p3018_logs(name, msg, info)
     .. "Migration name: %s\n\nDatabase error code: %s\n\nDatabase error:\n%s\n"):format(name, info.sqlstate or "none", dberr)
 end
 
---- Deploy one migration as Prisma does (§4): insert the started row, run
+--- Deploy one migration as `prisma migrate deploy` does: insert the started row, run
 --- the file (as ONE simple-protocol query unless opts.runner says otherwise),
 --- then applied_steps_count + 1 and finished_at, or logs on failure. The
 --- final updates and the journal entry share one transaction.

@@ -17,7 +17,7 @@ local M = {}
 M.SEVERITIES = { error = 3, warning = 2, info = 1 }
 M.DEADLINE_SECONDS = 5
 
---- Defaults (lint-and-simulation.md, "Defaults (own)"): a table is large at
+--- Defaults (README "Lint", thresholds): a table is large at
 --- 1M rows or 1 GB (error), and worth a warning at a tenth of that.
 M.DEFAULTS = {
   large_rows = 1000000, large_bytes = 1024 * 1024 * 1024, dml_rows = 10000, max_tables = 3,

@@ -9,8 +9,9 @@ local M = {}
 
 M.ACTIONS = { "backup", "mark_applied", "mark_rolled_back", "redeploy", "drop_invalid_index", "refuse", "note", "check" }
 --- What a policy may declare in `needs`: "posix" (luaposix through require),
---- "lint" (m.lint: lint findings and the proposed split).
-M.NEEDS = { posix = true, lint = true }
+--- "lint" (m.lint: lint findings and the proposed split), "data" (m.data: the
+--- failing statement's precondition counted on the rows, migfix.datacheck).
+M.NEEDS = { posix = true, lint = true, data = true }
 M.BACKUP_SCOPES = { full = true, schema = true, ledger = true }
 M.DEADLINE_SECONDS = 5
 
@@ -117,7 +118,7 @@ function M.load(path)
   end
   for _, n in ipairs(pol.needs or {}) do
     if not M.NEEDS[n] then
-      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, tostring(n), "posix, lint"),
+      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, tostring(n), "posix, lint, data"),
                 code = ui.EXIT.USAGE }
     end
     if n == "posix" then declared = true end
