@@ -356,7 +356,7 @@ M.EMITS = {
   schema = { "create", "drop", "rename" },
   table = { "create", "alter", "drop", "rename" },
   column = { "create", "alter", "drop", "rename" },
-  index = { "create", "alter", "drop", "rename" },
+  index = { "create", "drop", "rename" },
   constraint = { "create", "alter", "drop", "rename" },
   enum = { "create", "alter", "drop", "rename" },
   enum_value = { "create", "rename" },
@@ -1045,6 +1045,17 @@ local COMMENTKIND = {
   OBJECT_EXTENSION = "extension", OBJECT_FUNCTION = "function", OBJECT_PROCEDURE = "function",
   OBJECT_TABCONSTRAINT = "constraint", OBJECT_TRIGGER = "trigger",
 }
+
+--- The object kinds a `comment` effect can be `on` (an enum is "enum" when
+--- the file shows it is one, else "type").
+M.COMMENT_ON = { "enum" }
+do
+  local seen = { enum = true }
+  for _, v in pairs(COMMENTKIND) do
+    if not seen[v] then seen[v] = true; M.COMMENT_ON[#M.COMMENT_ON + 1] = v end
+  end
+  table.sort(M.COMMENT_ON)
+end
 
 H.CommentStmt = function(ctx, n)
   local on = COMMENTKIND[n.objtype]

@@ -35,6 +35,7 @@ function M.evidence(d)
     objects = objects, statements = stmts,
     likely_failed_statement = d.likely_failed_statement,
     inconsistent = d.inconsistent,
+    invalid_indexes = d.evidence and d.evidence.invalid_indexes or {},
     lint = d.lint,
   }
 end

@@ -282,6 +282,11 @@ local function apply_create(model, e)
     if prior then
       entry.order = prior.order
       if prior.preexisting or prior.replaces then entry.replaces = true end
+      if prior.expect == "absent" and prior.preexisting then
+        -- DROP x; CREATE x: not finding x at all shows the DROP ran (when the
+        -- DROP had no IF EXISTS, x existed before it)
+        entry.dropped_by = { stmt = prior.stmt, certain = prior.uninformative == nil }
+      end
       model:remove(prior)
     end
     model:put(entry)
@@ -496,7 +501,11 @@ local function apply_alter(model, e)
     touch(entry, e)
   end
   if entry.action ~= "create" then entry.action = "alter" end
-  if set.schema and set.schema ~= entry.schema then
+  if e.kind == "extension" and set.schema then
+    -- ALTER EXTENSION ... SET SCHEMA: the extension stays, its objects move
+    entry.props.ext_schema = set.schema
+    entry.set_by.ext_schema = e.stmt
+  elseif set.schema and set.schema ~= entry.schema then
     -- SET SCHEMA: the object and what hangs off it move
     local old_schema = entry.schema
     entry.schema = set.schema
@@ -507,6 +516,12 @@ local function apply_alter(model, e)
       local moving = {}
       for _, d in pairs(model.entries) do
         if DEPENDENT_KINDS[d.kind] and d.schema == old_schema and d.table == e.name then moving[#moving + 1] = d end
+      end
+      for _, d in ipairs(moving) do d.schema = set.schema; model:rekey(d) end
+    elseif e.kind == "enum" or e.kind == "type" then
+      local moving = {}
+      for _, d in pairs(model.entries) do
+        if d.kind == "enum_value" and d.schema == old_schema and d.enum == e.name then moving[#moving + 1] = d end
       end
       for _, d in ipairs(moving) do d.schema = set.schema; model:rekey(d) end
     end
@@ -587,6 +602,7 @@ function M.expected(unit, default_schema)
       kind = e.kind, action = e.action == "unverifiable" and "unverifiable" or e.action, stmt = e.stmt, line = e.line,
       schema = raw.schema, name = e.name, table = e.table, reason = reason or r,
       needs_cover = needs_cover == nil and nc or needs_cover, reindex = raw.reindex, node = raw.node, temp = raw.temp,
+      in_do = raw.in_do,
     }
   end
   for _, raw in ipairs(unit.effects) do
@@ -633,7 +649,8 @@ function M.schemas(unit, default_schema)
   local set, out = { [default_schema] = true }, { default_schema }
   local function add(s) if type(s) == "string" and s ~= "pg_temp" and not set[s] then set[s] = true; out[#out + 1] = s end end
   for _, e in ipairs(unit.effects) do
-    if e.kind == "schema" then add(e.name) else add(e.schema) end
+    if e.kind == "schema" then add(e.name); add(e.new_name) else add(e.schema) end
+    if e.kind == "comment" and e.on == "schema" then add(e.name) end
     add(e.ref_schema)
     if type(e.set) == "table" then add(e.set.schema) end
     if type(e.reindex) == "table" then add(e.reindex.schema) end
@@ -874,7 +891,13 @@ lookup = function(entry, snap, ds)
   elseif k == "extension" then
     if not snap.extensions then return nil, diffs, "the snapshot has no extensions" end
     local v = snap.extensions[entry.name]
-    return v and { name = entry.name, version = v } or nil, diffs
+    if not v then return nil, diffs end
+    local info = snap.extension_info and snap.extension_info[entry.name] or {}
+    if p.ext_schema and entry.expect ~= "absent" then
+      if info.schema == nil then return nil, diffs, "the snapshot does not say which schema the extension is in" end
+      if info.schema ~= p.ext_schema then diff(diffs, "schema", p.ext_schema, info.schema) end
+    end
+    return { name = entry.name, version = v, schema = info.schema }, diffs
   elseif k == "table" or k == "view" or k == "matview" then
     local t, d, why = lookup_relation(entry, snap, diffs)
     if why then return nil, d, why end
@@ -1201,6 +1224,9 @@ function M.compare(unit, snap, default_schema, opts)
     elseif not found then
       item.state = "missing"
       item.stmt = entry.first_stmt
+      if entry.dropped_by and entry.dropped_by.certain and not entry.on_replaced_table then
+        progress = entry.dropped_by.stmt
+      end
       if entry.old_name or entry.renamed_from then
         -- a rename that did not happen leaves the old name in place
         local old = copy(entry)
@@ -1279,20 +1305,23 @@ function M.compare(unit, snap, default_schema, opts)
     if class == "done" then
       if item.informative then proves = item.stmt end
       if shows_progress then progress = progress or item.stmt end
-    elseif progress and item.informative then
+    elseif progress and (item.informative or (item.state == "missing" and entry.dropped_by)) then
       proves = progress
+    elseif progress and not shows_progress and not (item.state == "missing" and entry.dropped_by) then
+      progress = nil
     end
-    if progress and not shows_progress then progress = nil end
     item.class, item.progress, item.proves = class, progress, proves
     if not item.informative then item.uninformative = why_not end
-    item.line = stmt_line(unit, item.stmt, entry.line)
+    -- inside a DO block, the line of the statement in the block
+    item.line = (entry.in_do and item.stmt == entry.stmt) and entry.line or stmt_line(unit, item.stmt, entry.line)
     counts[item.state] = counts[item.state] + 1
     items[#items + 1] = item
   end
   for _, u in ipairs(model.unverifiable) do
     items[#items + 1] = {
       kind = u.kind, schema = u.schema, name = u.name, table = u.table, action = u.action,
-      state = "unverifiable", class = "unverifiable", diffs = {}, stmt = u.stmt, line = stmt_line(unit, u.stmt, u.line),
+      state = "unverifiable", class = "unverifiable", diffs = {}, stmt = u.stmt,
+      line = u.in_do and u.line or stmt_line(unit, u.stmt, u.line),
       expected = {}, reason = u.reason or "the catalog cannot show this statement's effect",
       informative = false, stmts = { u.stmt }, needs_cover = u.needs_cover ~= false,
     }
