@@ -1048,6 +1048,16 @@ local REPLACE_COMPARED = { enum = true, ["function"] = true, index = true, const
 
 local DEFINITION_NOT_COMPARED = { view = "its query", matview = "its query", trigger = "its definition" }
 
+-- the object under its old name, of the same kind (a view made under a
+-- renamed table's old name is not the table)
+local function old_still_there(old, snap, ds)
+  old.expect = "present"
+  local f, d, why = lookup(old, snap, ds)
+  if why or not f then return false end
+  for _, x in ipairs(d or {}) do if x.field == "kind" then return false end end
+  return true
+end
+
 local function schema_of(entry)
   if entry.kind == "schema" or entry.kind == "extension" then return nil end
   return entry.schema
@@ -1224,15 +1234,20 @@ function M.compare(unit, snap, default_schema, opts)
     elseif not found then
       item.state = "missing"
       item.stmt = entry.first_stmt
-      if entry.dropped_by and entry.dropped_by.certain and not entry.on_replaced_table then
-        progress = entry.dropped_by.stmt
+      if entry.dropped_by and not entry.on_replaced_table then
+        if entry.dropped_by.certain then
+          progress = entry.dropped_by.stmt
+        else
+          -- DROP ... IF EXISTS ran and the CREATE did not, or it never existed
+          item.ambiguous = ("either the DROP ... IF EXISTS of statement %d ran and the CREATE did not, or \"%s\" never existed")
+            :format(entry.dropped_by.stmt, entry.name)
+        end
       end
       if entry.old_name or entry.renamed_from then
         -- a rename that did not happen leaves the old name in place
         local old = copy(entry)
         old.name = entry.old_name or entry.renamed_from
-        local of = lookup(old, snap, default_schema)
-        if of then
+        if old_still_there(old, snap, default_schema) then
           item.old_present = true
           item.stmt = entry.set_by.name or entry.stmt
           -- created here under the old name: the create ran, the rename did not
@@ -1255,7 +1270,7 @@ function M.compare(unit, snap, default_schema, opts)
         if entry.old_name then
           local old = copy(entry)
           old.name = entry.old_name
-          if lookup(old, snap, default_schema) then
+          if old_still_there(old, snap, default_schema) then
             item.state = "different"
             item.diffs = { { field = "name", expected = entry.name .. " only",
                              found = ("both \"%s\" and \"%s\""):format(entry.old_name, entry.name) } }
@@ -1386,7 +1401,28 @@ function M.compare(unit, snap, default_schema, opts)
     else
       verdict = "complete"
     end
-  elseif progress == 0 then verdict = "absent"
+  elseif progress == 0 then
+    verdict = "absent"
+    -- nothing of the file is in the catalog; but what commits before the
+    -- first statement that surely did not run may have run unseen
+    local first_seg
+    for _, it in ipairs(items) do
+      if it.class == "not_done" and it.stmt and seg[it.stmt] and (not first_seg or seg[it.stmt] < first_seg) then
+        first_seg = seg[it.stmt]
+      end
+    end
+    for _, it in ipairs(items) do
+      if verdict == "absent" and it.class == "unverifiable" and it.needs_cover ~= false and it.stmt and seg[it.stmt]
+        and first_seg and seg[it.stmt] < first_seg then
+        verdict = "unverifiable"
+        why_unverifiable = ("statement %d (line %s) commits on its own before the first statement that did not run, " ..
+          "and cannot be checked (%s): it may have run"):format(it.stmt, tostring(it.line or "?"), it.reason or "?")
+      end
+      if verdict == "absent" and it.ambiguous then
+        verdict = "unverifiable"
+        why_unverifiable = it.ambiguous
+      end
+    end
   else verdict = "partial" end
 
   local parts = {}

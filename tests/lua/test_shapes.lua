@@ -69,8 +69,14 @@ local function explain(d)
   return table.concat(lines, "\n")
 end
 
+-- verdict: one verdict, or a list of the acceptable ones
 local function expect(d, verdict, what)
-  if d.verdict ~= verdict then
+  local ok = d.verdict == verdict
+  if type(verdict) == "table" then
+    for _, v in ipairs(verdict) do if d.verdict == v then ok = true end end
+    verdict = table.concat(verdict, " or ")
+  end
+  if not ok then
     error(("%s: expected %s\n%s"):format(what, verdict, explain(d)), 2)
   end
 end
@@ -370,6 +376,105 @@ UPDATE "User" SET "n" = 1;
   complete = "complete", absent = "absent",
   -- statement by statement, only the ALTER ran: nothing shows whether the UPDATE did
   k = 1, partial = "unverifiable",
+})
+
+-- 10. Shapes the differential harness found in real histories
+-- (/work/scratch/corpus/findings.md F1-F8), each as a minimal repro of our own.
+local AB2 = { [[CREATE TABLE "A" ("id" INTEGER NOT NULL, CONSTRAINT "A_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "B" ("id" INTEGER NOT NULL, "aId" INTEGER NOT NULL, CONSTRAINT "B_pkey" PRIMARY KEY ("id"));
+ALTER TABLE "B" ADD CONSTRAINT "B_aId_fkey" FOREIGN KEY ("aId") REFERENCES "A"("id") ON DELETE RESTRICT ON UPDATE CASCADE;]] }
+shape("F1: the FK pair beside another change (crashed diagnose)", {
+  earlier = AB2,
+  sql = [[ALTER TABLE "B" DROP CONSTRAINT "B_aId_fkey";
+ALTER TABLE "B" ADD CONSTRAINT "B_aId_fkey" FOREIGN KEY ("aId") REFERENCES "A"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "A" ADD COLUMN "deleted" BOOLEAN NOT NULL DEFAULT false;
+]],
+  complete = "complete", absent = "absent", k = 2, partial = "partial",
+})
+shape("F1: two FK pairs and nothing else", {
+  earlier = { AB2[1] .. [[
+
+CREATE TABLE "C" ("id" INTEGER NOT NULL, "aId" INTEGER NOT NULL, CONSTRAINT "C_pkey" PRIMARY KEY ("id"));
+ALTER TABLE "C" ADD CONSTRAINT "C_aId_fkey" FOREIGN KEY ("aId") REFERENCES "A"("id") ON DELETE RESTRICT ON UPDATE CASCADE;]] },
+  sql = [[ALTER TABLE "B" DROP CONSTRAINT "B_aId_fkey";
+ALTER TABLE "C" DROP CONSTRAINT "C_aId_fkey";
+ALTER TABLE "B" ADD CONSTRAINT "B_aId_fkey" FOREIGN KEY ("aId") REFERENCES "A"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "C" ADD CONSTRAINT "C_aId_fkey" FOREIGN KEY ("aId") REFERENCES "A"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+]],
+  complete = "complete", absent = "absent", k = 2, partial = "partial",
+})
+local ET = { [[CREATE TYPE "E" AS ENUM ('a', 'b');
+CREATE TABLE "T" ("id" INTEGER NOT NULL, "e" "E"[]);]] }
+shape("F3: DROP COLUMN of the column of an enum, then DROP TYPE", {
+  earlier = ET, sql = [[ALTER TABLE "T" DROP COLUMN "e";
+DROP TYPE "E";
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
+})
+shape("F3: ALTER COLUMN TYPE TEXT, then DROP TYPE CASCADE", {
+  earlier = ET, sql = [[ALTER TABLE "T" ALTER COLUMN "e" TYPE TEXT;
+DROP TYPE "E" CASCADE;
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
+})
+shape("F4: the enum-change block with a label added and one removed", {
+  earlier = { [[CREATE TYPE "E" AS ENUM ('a', 'b', 'c');
+CREATE TABLE "T" ("id" INTEGER NOT NULL, "e" "E" NOT NULL);]] },
+  sql = [[BEGIN;
+CREATE TYPE "E_new" AS ENUM ('a', 'b', 'd');
+ALTER TABLE "T" ALTER COLUMN "e" TYPE "E_new" USING ("e"::text::"E_new");
+ALTER TYPE "E" RENAME TO "E_old";
+ALTER TYPE "E_new" RENAME TO "E";
+DROP TYPE "E_old";
+COMMIT;
+]],
+  complete = "complete", absent = "absent",
+})
+local TV = { [[CREATE TABLE "T" ("id" INTEGER NOT NULL, "n" INTEGER);
+CREATE VIEW "V" AS SELECT "id" FROM "T";]] }
+shape("F5: CREATE OR REPLACE VIEW of an existing view (definition not compared)", {
+  earlier = TV, sql = [[CREATE OR REPLACE VIEW "V" AS SELECT "id", "n" FROM "T";
+]],
+  complete = "unverifiable", absent = "unverifiable",
+})
+shape("F5: DROP VIEW IF EXISTS, then CREATE VIEW", {
+  earlier = TV, sql = [[DROP VIEW IF EXISTS "V";
+CREATE VIEW "V" AS SELECT "id", "n" FROM "T";
+]],
+  complete = { "complete", "unverifiable" }, absent = "unverifiable", k = 1, partial = { "partial", "unverifiable" },
+})
+shape("F5: a view replaced beside a checkable change", {
+  earlier = TV, sql = [[ALTER TABLE "T" ADD COLUMN "m" INTEGER;
+CREATE OR REPLACE VIEW "V" AS SELECT "id", "n", "m" FROM "T";
+]],
+  -- one transaction: the new column proves the view statement committed with it
+  complete = "complete", absent = "absent", k = 1, partial = { "partial", "unverifiable" },
+})
+shape("F6: DDL, then a data statement that did not run", {
+  earlier = { [[CREATE TABLE "T" ("id" INTEGER NOT NULL, "a" TEXT);]] },
+  sql = [[ALTER TABLE "T" ADD COLUMN "b" TEXT;
+UPDATE "T" SET "b" = "a";
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "unverifiable",
+})
+shape("F7: a data statement ran, the DDL after it did not", {
+  earlier = { [[CREATE TABLE "T" ("id" INTEGER NOT NULL, "a" TEXT);
+INSERT INTO "T" VALUES (1, NULL);]] },
+  sql = [[UPDATE "T" SET "a" = 'x' WHERE "a" IS NULL;
+ALTER TABLE "T" ALTER COLUMN "a" SET NOT NULL;
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "unverifiable",
+  check = function(d, which)
+    if which == "partial" then h.contains(d.summary, "may have run") end
+  end,
+})
+shape("F8: a table renamed and a view made under its old name", {
+  earlier = { [[CREATE TABLE "H" ("id" INTEGER NOT NULL, CONSTRAINT "H_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[ALTER TABLE "H" RENAME TO "FH";
+ALTER TABLE "FH" RENAME CONSTRAINT "H_pkey" TO "FH_pkey";
+CREATE OR REPLACE VIEW "H" AS SELECT "id" FROM "FH";
+]],
+  complete = "complete", absent = "absent", k = 2, partial = { "partial", "unverifiable" },
 })
 
 return T
