@@ -157,7 +157,7 @@ local Model = {}
 Model.__index = Model
 
 local function new_model(default_schema)
-  return setmetatable({ entries = {}, default_schema = default_schema, seq = 0, vacated = {} }, Model)
+  return setmetatable({ entries = {}, default_schema = default_schema, seq = 0, vacated = {}, interim = {} }, Model)
 end
 
 function Model:key(e) return key_of(e, self.default_schema) end
@@ -360,7 +360,15 @@ local function apply_drop(model, e)
   end
   entry.props = {}
   if e.kind == "table" or e.kind == "view" or e.kind == "matview" then
-    for _, d in ipairs(dependents(model, e.schema, e.name)) do model:remove(d) end
+    for _, d in ipairs(dependents(model, e.schema, e.name)) do
+      model:remove(d)
+      -- what an earlier statement did to the table: gone with it, but while
+      -- the table is still there it tells a partial run from none
+      if entry.preexisting and d.kind ~= "comment"
+        and ((d.expect == "absent" and d.preexisting) or (d.expect == "present" and d.created)) then
+        model.interim[#model.interim + 1] = d
+      end
+    end
     -- foreign keys pointing at it go with it; with CASCADE so may views and
     -- constraints whose target we do not know: stop expecting those
     for _, d in pairs(model.entries) do
@@ -1230,6 +1238,14 @@ function M.compare(unit, snap, default_schema, opts)
         end
       else
         item.state = "absent"
+        if entry.table and DEPENDENT_KINDS[entry.kind]
+          and not relation_at(snap, entry.schema .. "." .. entry.table) then
+          -- its table is not there (under the name the file leaves): no
+          -- sign of the drop; it may sit on the table's old name
+          why_none = why_none or ("its table \"%s\" is not there either"):format(entry.table)
+          item.informative, shows_progress = false, false
+          why_not = why_none
+        end
       end
     elseif not found then
       item.state = "missing"
@@ -1355,6 +1371,28 @@ function M.compare(unit, snap, default_schema, opts)
       counts.still_present = counts.still_present + 1
     end
   end
+  -- changes to a table the file then drops (class "interim"): nothing to
+  -- expect at the end, but while the table is there they show what ran
+  for _, d in ipairs(model.interim) do
+    local rel = relation_at(snap, d.schema .. "." .. d.table)
+    if rel and REL_KINDS.table[rel.kind] then
+      local found, _, why = lookup(d, snap, default_schema)
+      if not why then
+        local done = (d.expect == "absent") == (found == nil)
+        local state = d.expect == "absent" and (found and "still_present" or "absent") or (found and "present" or "missing")
+        local proof = done and not d.uninformative and not d.progress_only
+        items[#items + 1] = {
+          kind = d.kind, schema = d.schema, name = d.name, table = d.table, action = d.action, state = state,
+          class = "interim", diffs = {}, stmt = d.stmt, line = stmt_line(unit, d.stmt, d.line), expected = copy(d.props),
+          stmts = d.stmts, informative = proof, progress = done and not d.uninformative and d.stmt or nil,
+          proves = proof and d.stmt or nil,
+          reason = ("the file drops table \"%s\" afterwards; this shows whether statement %d ran"):format(d.table, d.stmt),
+        }
+        items[#items].expected.present = d.expect == "present"
+        counts[state] = counts[state] + 1
+      end
+    end
+  end
   table.sort(items, function(a, b)
     if (a.stmt or 0) ~= (b.stmt or 0) then return (a.stmt or 0) < (b.stmt or 0) end
     return false
@@ -1381,6 +1419,8 @@ function M.compare(unit, snap, default_schema, opts)
   for _, it in ipairs(items) do
     if it.class == "unverifiable" then
       if it.needs_cover ~= false and (it.stmt or 0) > proven_upto then uncovered_items[#uncovered_items + 1] = it end
+    elseif it.class == "interim" then
+      if it.progress then progress = progress + 1 end
     else
       verifiable = verifiable + 1
       if it.class == "drift" then drift = drift + 1

@@ -477,4 +477,33 @@ CREATE OR REPLACE VIEW "H" AS SELECT "id" FROM "FH";
   complete = "complete", absent = "absent", k = 2, partial = { "partial", "unverifiable" },
 })
 
+-- 11. More shapes from the harness runs
+shape("FK dropped, then its table renamed (rallly naming_convention_update)", {
+  earlier = AB2,
+  sql = [[ALTER TABLE "B" DROP CONSTRAINT "B_aId_fkey";
+ALTER TABLE "B" RENAME TO "b_items";
+ALTER TABLE "b_items" RENAME COLUMN "aId" TO "a_id";
+ALTER TABLE "b_items" ADD CONSTRAINT "b_items_a_id_fkey" FOREIGN KEY ("a_id") REFERENCES "A"("id") ON DELETE CASCADE;
+]],
+  complete = "complete", absent = "absent", k = 2, partial = "partial",
+})
+
+shape("FKs dropped, then the table dropped (rallly remove_deprecated_event_model)", {
+  earlier = { [[CREATE TABLE "users" ("id" TEXT NOT NULL, CONSTRAINT "users_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "events" ("id" TEXT NOT NULL, "user_id" TEXT NOT NULL, CONSTRAINT "events_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "polls" ("id" TEXT NOT NULL, "event_id" TEXT, CONSTRAINT "polls_pkey" PRIMARY KEY ("id"));
+ALTER TABLE "events" ADD CONSTRAINT "events_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "users"("id");
+ALTER TABLE "polls" ADD CONSTRAINT "polls_event_id_fkey" FOREIGN KEY ("event_id") REFERENCES "events"("id");]] },
+  sql = [[-- DropForeignKey
+ALTER TABLE "events" DROP CONSTRAINT "events_user_id_fkey";
+
+-- DropForeignKey
+ALTER TABLE "polls" DROP CONSTRAINT "polls_event_id_fkey";
+
+-- DropTable
+DROP TABLE "events";
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
+})
+
 return T
