@@ -2,6 +2,9 @@
 --- set of schemas, in the shape described in docs/effects.md ("Catalog
 --- snapshot"). The server builds one JSON document (json_build_object /
 --- json_agg over pg_catalog); `from_document` turns it into keyed maps.
+--- `relations` (every relkind) and `type_names` (every typtype) are the two
+--- namespaces verify resolves a name in, so "not found" means "not there";
+--- names compare as `name`, and the query runs with JIT off (`snapshot`).
 ---
 --- Locks: pg_total_relation_size and the deparse functions (pg_get_expr,
 --- pg_get_indexdef, pg_get_constraintdef) open the relation with ACCESS SHARE,

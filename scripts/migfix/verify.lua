@@ -224,7 +224,10 @@ local function new_entry(e, expect)
     entry.maybe_replaces = true
     entry.progress_only = "OR REPLACE: an older version may have existed before"
   end
-  if e.action == "drop" and e.if_exists then entry.uninformative = "IF EXISTS: it may have been absent before" end
+  if e.action == "drop" and e.if_exists then
+    entry.uninformative = "IF EXISTS: it may have been absent before"
+    entry.maybe_ran = true -- gone: the drop ran, or there was nothing to drop
+  end
   if e.conditional then entry.uninformative = e.conditional end
   return entry
 end
@@ -353,7 +356,10 @@ local function apply_drop(model, e)
       end
     end
     entry.expect, entry.action = "absent", "drop"
-    if e.if_exists and not entry.created then entry.uninformative = entry.uninformative or "IF EXISTS: it may have been absent before" end
+    if e.if_exists and not entry.created then
+      entry.uninformative = entry.uninformative or "IF EXISTS: it may have been absent before"
+      entry.maybe_ran = true
+    end
   else
     entry = new_entry(e, "absent")
     model:put(entry)
@@ -1343,6 +1349,7 @@ function M.compare(unit, snap, default_schema, opts)
     end
     item.class, item.progress, item.proves = class, progress, proves
     if not item.informative then item.uninformative = why_not end
+    if entry.maybe_ran and item.state == "absent" then item.maybe_ran = true end
     -- inside a DO block, the line of the statement in the block
     item.line = (entry.in_do and item.stmt == entry.stmt) and entry.line or stmt_line(unit, item.stmt, entry.line)
     counts[item.state] = counts[item.state] + 1
@@ -1385,7 +1392,7 @@ function M.compare(unit, snap, default_schema, opts)
           kind = d.kind, schema = d.schema, name = d.name, table = d.table, action = d.action, state = state,
           class = "interim", diffs = {}, stmt = d.stmt, line = stmt_line(unit, d.stmt, d.line), expected = copy(d.props),
           stmts = d.stmts, informative = proof, progress = done and not d.uninformative and d.stmt or nil,
-          proves = proof and d.stmt or nil,
+          proves = proof and d.stmt or nil, maybe_ran = d.maybe_ran and state == "absent" or nil,
           reason = ("the file drops table \"%s\" afterwards; this shows whether statement %d ran"):format(d.table, d.stmt),
         }
         items[#items].expected.present = d.expect == "present"
@@ -1461,6 +1468,11 @@ function M.compare(unit, snap, default_schema, opts)
       if verdict == "absent" and it.ambiguous then
         verdict = "unverifiable"
         why_unverifiable = it.ambiguous
+      end
+      if verdict == "absent" and it.maybe_ran and it.stmt and seg[it.stmt] and first_seg and seg[it.stmt] < first_seg then
+        verdict = "unverifiable"
+        why_unverifiable = ("%s \"%s\" is gone: the DROP ... IF EXISTS of statement %d commits on its own before the first statement that did not run, so it ran, or there was nothing to drop"):format(
+          it.kind, it.name or "?", it.stmt)
       end
     end
   else verdict = "partial" end

@@ -506,4 +506,15 @@ DROP TABLE "events";
   complete = "complete", absent = "absent", k = 1, partial = "partial",
 })
 
+shape("FKs dropped IF EXISTS, then the table dropped (rallly drop_poll_views)", {
+  earlier = { [[CREATE TABLE "users" ("id" TEXT NOT NULL, CONSTRAINT "users_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "poll_views" ("id" TEXT NOT NULL, "user_id" TEXT, CONSTRAINT "poll_views_pkey" PRIMARY KEY ("id"));
+ALTER TABLE "poll_views" ADD CONSTRAINT "poll_views_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "users"("id");]] },
+  sql = [[ALTER TABLE "poll_views" DROP CONSTRAINT IF EXISTS "poll_views_user_id_fkey";
+DROP TABLE "poll_views";
+]],
+  -- statement by statement, a gone IF EXISTS target: the drop ran, or there was nothing to drop
+  complete = "complete", absent = "absent", k = 1, partial = { "partial", "unverifiable" },
+})
+
 return T
