@@ -62,6 +62,11 @@ local function norm_expr(x)
   local out, i, n = {}, 1, #x
   while i <= n do
     local c = x:sub(i, i)
+    if (c == "E" or c == "e") and x:sub(i + 1, i + 1) == "'" and not x:sub(i - 1, i - 1):match("[%w_]") then
+      -- E'...': the same string (its backslash escapes are rare in defaults)
+      i = i + 1
+      c = "'"
+    end
     if c == "'" then
       local j = i + 1
       while j <= n do
@@ -219,7 +224,10 @@ local function new_entry(e, expect)
   -- the catalog cannot tell these from the state before the file: no proof
   -- that the statement ran (progress_only: the object usually did not exist,
   -- so finding it still tells a partial run from none)
-  if e.action == "create" and e.if_not_exists then entry.progress_only = "IF NOT EXISTS: it may have existed before" end
+  if e.action == "create" and e.if_not_exists then
+    entry.progress_only = "IF NOT EXISTS: it may have existed before"
+    entry.keeps_existing = true -- an object of that name already there stays as it is
+  end
   if e.action == "create" and e.or_replace then
     entry.maybe_replaces = true
     entry.progress_only = "OR REPLACE: an older version may have existed before"
@@ -1323,7 +1331,32 @@ function M.compare(unit, snap, default_schema, opts)
         local s = entry.set_by[d.field]
         if d.field == "valid" or d.field == "name" or not s or s == entry.first_stmt then later_only = false end
       end
-      if M.only_invalid(item) or entry.action == "alter" or entry.kind == "comment" or replaced
+      -- CREATE ... IF NOT EXISTS over an object of that name: PostgreSQL keeps
+      -- the existing one, whatever its definition (a rerun would too); only
+      -- what later statements change, and validity, still count
+      local kept = 0
+      if entry.keeps_existing then
+        for _, d in ipairs(item.diffs) do
+          local s = entry.set_by[d.field]
+          if d.field ~= "valid" and d.field ~= "kind" and (not s or s == entry.first_stmt) then
+            d.note = d.note or "IF NOT EXISTS kept the existing object"
+            d.kept = true
+            kept = kept + 1
+          end
+        end
+      end
+      if kept > 0 and kept == #item.diffs then
+        item.state = "present"
+        item.kept_existing = true
+        class = "done"
+      elseif kept > 0 then
+        local rest = {}
+        for _, d in ipairs(item.diffs) do if not d.kept then rest[#rest + 1] = d end end
+        local s = entry.set_by[rest[1].field]
+        if rest[1].field == "valid" then class = "not_done"
+        elseif s and s ~= entry.first_stmt then class, progress = "not_done", entry.first_stmt
+        else class = "drift" end
+      elseif M.only_invalid(item) or entry.action == "alter" or entry.kind == "comment" or replaced
         or entry.reused_type or entry.old_name then
         class = "not_done"
       elseif later_only then
@@ -1341,7 +1374,12 @@ function M.compare(unit, snap, default_schema, opts)
     local proves
     if class == "done" then
       if item.informative then proves = item.stmt end
-      if shows_progress then progress = progress or item.stmt end
+      if shows_progress and not progress then
+        progress = item.stmt
+        -- IF NOT EXISTS / OR REPLACE / a replacement: it usually was not there
+        -- before, but in one transaction with what did not run it must have been
+        if not item.informative then item.weak_progress = true end
+      end
     elseif progress and (item.informative or (item.state == "missing" and entry.dropped_by)) then
       proves = progress
     elseif progress and not shows_progress and not (item.state == "missing" and entry.dropped_by) then
@@ -1423,6 +1461,17 @@ function M.compare(unit, snap, default_schema, opts)
   -- verdict
   local done, not_done, drift, verifiable, progress = 0, 0, 0, 0, 0
   local uncovered_items = {}
+  local first_seg -- the first transaction with something not done
+  for _, it in ipairs(items) do
+    if it.class == "not_done" and it.stmt and seg[it.stmt] and (not first_seg or seg[it.stmt] < first_seg) then
+      first_seg = seg[it.stmt]
+    end
+  end
+  for _, it in ipairs(items) do
+    if it.weak_progress and first_seg and it.stmt and seg[it.stmt] and seg[it.stmt] >= first_seg then
+      it.progress = nil
+    end
+  end
   for _, it in ipairs(items) do
     if it.class == "unverifiable" then
       if it.needs_cover ~= false and (it.stmt or 0) > proven_upto then uncovered_items[#uncovered_items + 1] = it end
@@ -1452,12 +1501,6 @@ function M.compare(unit, snap, default_schema, opts)
     verdict = "absent"
     -- nothing of the file is in the catalog; but what commits before the
     -- first statement that surely did not run may have run unseen
-    local first_seg
-    for _, it in ipairs(items) do
-      if it.class == "not_done" and it.stmt and seg[it.stmt] and (not first_seg or seg[it.stmt] < first_seg) then
-        first_seg = seg[it.stmt]
-      end
-    end
     for _, it in ipairs(items) do
       if verdict == "absent" and it.class == "unverifiable" and it.needs_cover ~= false and it.stmt and seg[it.stmt]
         and first_seg and seg[it.stmt] < first_seg then

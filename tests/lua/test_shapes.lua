@@ -517,4 +517,44 @@ DROP TABLE "poll_views";
   complete = "complete", absent = "absent", k = 1, partial = { "partial", "unverifiable" },
 })
 
+shape("a default spelled E'...' (ghostfolio added_default_value_for_provider_in_user)", {
+  earlier = { [[CREATE TYPE "Provider" AS ENUM ('ANONYMOUS', 'GOOGLE');
+CREATE TABLE "User" ("id" TEXT NOT NULL, "provider" "Provider", CONSTRAINT "User_pkey" PRIMARY KEY ("id"));
+INSERT INTO "User" VALUES ('a', NULL);]] },
+  sql = [[UPDATE "User" SET "provider" = 'ANONYMOUS' WHERE "provider" IS NULL;
+
+ALTER TABLE "User" ALTER COLUMN "provider" SET NOT NULL,
+ALTER COLUMN "provider" SET DEFAULT E'ANONYMOUS';
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "unverifiable",
+})
+shape("CREATE INDEX IF NOT EXISTS over an existing index of another definition (typebot add_item_id_in_answer)", {
+  earlier = { [[CREATE TABLE "Answer" ("id" TEXT NOT NULL, "storageUsed" INTEGER, CONSTRAINT "Answer_pkey" PRIMARY KEY ("id"));
+CREATE INDEX "Answer_storageUsed_idx" ON "Answer"("storageUsed") WHERE "storageUsed" IS NOT NULL;]] },
+  sql = [[ALTER TABLE "Answer" ADD COLUMN "itemId" TEXT;
+
+CREATE INDEX IF NOT EXISTS "Answer_storageUsed_idx" ON "Answer"("storageUsed");
+CREATE INDEX IF NOT EXISTS "Answer_itemId_idx" ON "Answer"("itemId");
+]],
+  complete = "complete", absent = "absent", k = 2, partial = "partial",
+  check = function(d, which)
+    if which == "complete" then
+      local o = obj(d, "index", "Answer_storageUsed_idx")
+      h.eq(o.state, "present")
+      h.eq(o.diffs[1].note, "IF NOT EXISTS kept the existing object")
+    end
+  end,
+})
+shape("ADD COLUMN IF NOT EXISTS of a column an earlier migration added (papermark add_banner_to_brand)", {
+  earlier = { [[CREATE TABLE "Brand" ("id" TEXT NOT NULL, CONSTRAINT "Brand_pkey" PRIMARY KEY ("id"));]],
+              [[ALTER TABLE "Brand" ADD COLUMN "welcomeMessage" TEXT;]] },
+  sql = [[ALTER TABLE "Brand" ADD COLUMN IF NOT EXISTS "banner" TEXT;
+ALTER TABLE "Brand" ADD COLUMN IF NOT EXISTS "welcomeMessage" TEXT;
+]],
+  -- one transaction: the existing column cannot be the file's when the other is missing
+  complete = "complete", absent = "absent",
+  -- the first ran alone: the catalog is the complete state (the second is a no-op)
+  k = 1, partial = { "complete", "partial" },
+})
+
 return T
