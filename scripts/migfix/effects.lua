@@ -1085,10 +1085,34 @@ H.CommentStmt = function(ctx, n)
   emit(ctx, e)
 end
 
-local function data(ctx, n, rv)
-  local extra = { node = ctx.stmt.kind }
+local function data(ctx, n, rv, node)
+  local extra = { node = node or ctx.stmt.kind }
   if rv then extra.schema, extra.table = rangevar(ctx, rv) end
   unverifiable(ctx, "data", extra)
+end
+
+-- SELECT ... INTO [TEMP] t creates a table (as CREATE TABLE AS does); a
+-- WITH of INSERT/UPDATE/DELETE changes data; any other SELECT is unverifiable
+H.SelectStmt = function(ctx, n)
+  local seen = false
+  if n.intoClause and n.intoClause.rel then
+    local schema, name, temp = created_relation(ctx, n.intoClause.rel)
+    local e = { action = "create", kind = "table", schema = schema, name = name, columns = {},
+                columns_complete = false, partitioned = false, temp = temp or nil }
+    if temp and n.intoClause.onCommit == "ONCOMMIT_DROP" then e.on_commit_drop = true end
+    emit(ctx, e, n.intoClause.rel.location)
+    seen = true
+  end
+  for _, w in ipairs(n.withClause and n.withClause.ctes or {}) do
+    local q = w.CommonTableExpr and w.CommonTableExpr.ctequery
+    local k, v
+    if q then k, v = node_of(q) end
+    if k == "InsertStmt" or k == "UpdateStmt" or k == "DeleteStmt" or k == "MergeStmt" then
+      data(ctx, v, v.relation, k)
+      seen = true
+    end
+  end
+  if not seen then unverifiable(ctx, "other", { node = "SelectStmt" }) end
 end
 
 H.InsertStmt = function(ctx, n) data(ctx, n, n.relation) end

@@ -989,7 +989,13 @@ lookup = function(entry, snap, ds)
     if not c then return nil, diffs end
     if entry.expect == "absent" then return c, diffs end
     if p.contype and p.contype ~= c.contype then diff(diffs, "contype", p.contype, c.contype) end
-    if p.columns and p.contype ~= "c" and not same_cols(p.columns, c.columns) then diff(diffs, "columns", p.columns, c.columns) end
+    local want_cols = p.columns
+    if p.contype == "x" and want_cols then
+      -- conkey holds the plain columns of an EXCLUDE; expressions are not in it
+      want_cols = {}
+      for _, col in ipairs(p.columns) do if type(col) == "string" then want_cols[#want_cols + 1] = col end end
+    end
+    if want_cols and p.contype ~= "c" and not same_cols(want_cols, c.columns) then diff(diffs, "columns", p.columns, c.columns) end
     if p.ref_table and p.ref_table ~= c.ref_table then diff(diffs, "ref_table", p.ref_table, c.ref_table) end
     if p.ref_table and p.ref_schema and c.ref_schema and p.ref_schema ~= c.ref_schema then
       diff(diffs, "ref_schema", p.ref_schema, c.ref_schema)

@@ -557,4 +557,34 @@ ALTER TABLE "Brand" ADD COLUMN IF NOT EXISTS "welcomeMessage" TEXT;
   k = 1, partial = { "complete", "partial" },
 })
 
+shape("SELECT ... INTO TEMP TABLE, data, DROP TABLE of the temp (inbox-zero migrate_cold_email_to_rules)", {
+  earlier = { [[CREATE TABLE "Rule" ("id" TEXT NOT NULL, "name" TEXT, CONSTRAINT "Rule_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "Action" ("id" TEXT NOT NULL, "ruleId" TEXT, CONSTRAINT "Action_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[WITH created AS (
+  INSERT INTO "Rule" (id, name) SELECT gen_random_uuid()::text, 'Cold Email' RETURNING id
+)
+SELECT * INTO TEMP TABLE temp_created_rules FROM created;
+
+INSERT INTO "Action" (id, "ruleId") SELECT gen_random_uuid()::text, id FROM temp_created_rules;
+
+DROP TABLE temp_created_rules;
+]],
+  -- data only: the DROP is of the temporary table, which is no evidence
+  complete = "unverifiable", absent = "unverifiable",
+  check = function(d)
+    h.contains(obj(d, "table", "temp_created_rules").reason, "temporary")
+  end,
+})
+shape("EXCLUDE constraint with an expression element (inbox-zero add_booking_scheduling)", {
+  earlier = { [[CREATE EXTENSION IF NOT EXISTS btree_gist;
+CREATE TABLE "Booking" ("id" TEXT NOT NULL, "emailAccountId" TEXT NOT NULL, "startTime" TIMESTAMP(3) NOT NULL,
+  "endTime" TIMESTAMP(3) NOT NULL, CONSTRAINT "Booking_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[ALTER TABLE "Booking" ADD CONSTRAINT "Booking_no_overlap" EXCLUDE USING gist (
+    "emailAccountId" WITH =,
+    tsrange("startTime", "endTime", '[)') WITH &&
+);
+]],
+  complete = "complete", absent = "absent",
+})
+
 return T
