@@ -162,7 +162,8 @@ local Model = {}
 Model.__index = Model
 
 local function new_model(default_schema)
-  return setmetatable({ entries = {}, default_schema = default_schema, seq = 0, vacated = {}, interim = {} }, Model)
+  return setmetatable({ entries = {}, default_schema = default_schema, seq = 0, vacated = {}, interim = {},
+                        dropped_columns = {} }, Model)
 end
 
 function Model:key(e) return key_of(e, self.default_schema) end
@@ -306,6 +307,18 @@ local function apply_create(model, e)
   entry.created = true
   entry.preexisting = false
   set_props(entry, e, e.stmt)
+  if (e.kind == "index" or e.kind == "constraint") and e.table then
+    -- on a column of the name of one the file dropped: an index or constraint
+    -- of this name may have gone with the old column, and be found here
+    local gone = model.dropped_columns[e.schema .. "." .. e.table]
+    for _, c in ipairs(gone and e.columns or {}) do
+      if type(c) == "string" and gone[c] then
+        entry.maybe_replaces = true
+        entry.progress_only = entry.progress_only or
+          ("it is on \"%s\", a name of a column the file dropped: one of that name may have gone with the old column"):format(c)
+      end
+    end
+  end
   if e.kind == "table" then
     for _, c in ipairs(e.columns or {}) do
       local ce = copy(c)
@@ -371,6 +384,12 @@ local function apply_drop(model, e)
   else
     entry = new_entry(e, "absent")
     model:put(entry)
+  end
+  if e.kind == "column" and entry.preexisting then
+    -- PostgreSQL drops the indexes and constraints on the column with it
+    local k = e.schema .. "." .. e.table
+    model.dropped_columns[k] = model.dropped_columns[k] or {}
+    model.dropped_columns[k][e.name] = true
   end
   entry.props = {}
   if e.kind == "table" or e.kind == "view" or e.kind == "matview" then
@@ -964,7 +983,7 @@ lookup = function(entry, snap, ds)
     if not c then return nil, diffs end
     if p.type ~= nil and norm_type(p.type, ds) ~= norm_type(c.type, ds) then diff(diffs, "type", p.type, c.type) end
     if p.not_null ~= nil and p.not_null ~= c.not_null then
-      local implicit = p.not_null == false and c.not_null and entry.set_by.not_null == entry.first_stmt
+      local implicit = entry.created and p.not_null == false and c.not_null and entry.set_by.not_null == entry.first_stmt
         and in_pk(snap, entry.schema, entry.table, entry.name)
       if not implicit then diff(diffs, "not_null", p.not_null, c.not_null) end
     end

@@ -587,4 +587,30 @@ CREATE TABLE "Booking" ("id" TEXT NOT NULL, "emailAccountId" TEXT NOT NULL, "sta
   complete = "complete", absent = "absent",
 })
 
+shape("primary key moved off a column that loses NOT NULL (civitai add_kv_store)", {
+  earlier = { [[CREATE TABLE "M" ("modelId" INTEGER NOT NULL, "versionId" INTEGER NOT NULL, CONSTRAINT "M_pkey" PRIMARY KEY ("modelId", "versionId"));]] },
+  sql = [[ALTER TABLE "M" DROP CONSTRAINT "M_pkey",
+ADD COLUMN "id" SERIAL NOT NULL,
+ALTER COLUMN "versionId" DROP NOT NULL,
+ADD CONSTRAINT "M_pkey" PRIMARY KEY ("id");
+CREATE TABLE "KeyValue" ("key" TEXT NOT NULL, CONSTRAINT "KeyValue_pkey" PRIMARY KEY ("key"));
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
+})
+shape("enum column replaced by a text column, index of the same name re-created (civitai file_types_as_string)", {
+  earlier = { [[CREATE TYPE "FileType" AS ENUM ('Model', 'PrunedModel');
+CREATE TABLE "File" ("id" INTEGER NOT NULL, "vId" INTEGER NOT NULL, "type" "FileType" NOT NULL, CONSTRAINT "File_pkey" PRIMARY KEY ("id"));
+CREATE UNIQUE INDEX "File_vId_type_key" ON "File"("vId", "type");
+INSERT INTO "File" VALUES (1, 1, 'PrunedModel');]] },
+  sql = [[ALTER TABLE "File" ADD COLUMN "type_s" TEXT;
+UPDATE "File" SET "type_s" = 'Pruned Model' WHERE "type" = 'PrunedModel';
+ALTER TABLE "File" DROP COLUMN "type";
+DROP TYPE "FileType";
+ALTER TABLE "File" RENAME COLUMN "type_s" TO "type";
+ALTER TABLE "File" ALTER COLUMN "type" SET NOT NULL;
+CREATE UNIQUE INDEX "File_vId_type_key" ON "File"("vId", "type");
+]],
+  complete = "complete", absent = "absent", k = 3, partial = { "partial", "unverifiable" },
+})
+
 return T
