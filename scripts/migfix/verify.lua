@@ -237,6 +237,7 @@ local function new_entry(e, expect)
     entry.uninformative = "IF EXISTS: it may have been absent before"
     entry.maybe_ran = true -- gone: the drop ran, or there was nothing to drop
   end
+  if e.kind == "comment" then entry.progress_only = "the same comment may have been set before" end
   if e.conditional then entry.uninformative = e.conditional end
   return entry
 end
@@ -541,7 +542,14 @@ local function apply_alter(model, e)
   else
     touch(entry, e)
   end
-  if entry.action ~= "create" then entry.action = "alter" end
+  if entry.action ~= "create" then
+    entry.action = "alter"
+    -- what an ALTER sets may have been so before (the same ALTER in an
+    -- earlier migration): finding it is no proof the statement ran
+    if not set.schema and not entry.progress_only then
+      entry.progress_only = "an ALTER finds what it sets: it may have been so before"
+    end
+  end
   if e.kind == "extension" and set.schema then
     -- ALTER EXTENSION ... SET SCHEMA: the extension stays, its objects move
     entry.props.ext_schema = set.schema
@@ -1232,7 +1240,9 @@ function M.compare(unit, snap, default_schema, opts)
   -- what hangs off them may be the old table's
   local replaced_tables = {}
   for _, entry in ipairs(model.list) do
-    if entry.kind == "table" and entry.replaces then replaced_tables[entry.schema .. "." .. entry.name] = true end
+    if (entry.kind == "table" or entry.kind == "view" or entry.kind == "matview") and entry.replaces then
+      replaced_tables[entry.schema .. "." .. entry.name] = true
+    end
   end
 
   for _, entry in ipairs(model.list) do
