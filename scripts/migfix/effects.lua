@@ -967,16 +967,32 @@ H.AlterObjectSchemaStmt = function(ctx, n)
   emit(ctx, e)
 end
 
+-- OWNED BY t.c (a table and column; "none" for OWNED BY NONE)
+local function owned_by(d)
+  local items = strings(d.arg and d.arg.List and d.arg.List.items or {})
+  if #items == 1 and items[1] == "none" then return { none = true } end
+  if #items >= 2 then return { table = items[#items - 1], column = items[#items] } end
+  return nil
+end
+
 H.CreateSeqStmt = function(ctx, n)
   local schema, name = rangevar(ctx, n.sequence)
-  emit(ctx, { action = "create", kind = "sequence", schema = schema, name = name,
-              if_not_exists = n.if_not_exists == true })
+  local e = { action = "create", kind = "sequence", schema = schema, name = name,
+              if_not_exists = n.if_not_exists == true }
+  for _, w in ipairs(n.options or {}) do
+    if w.DefElem and w.DefElem.defname == "owned_by" then e.owned_by = owned_by(w.DefElem) end
+  end
+  emit(ctx, e)
 end
 
 H.AlterSeqStmt = function(ctx, n)
   local schema, name = rangevar(ctx, n.sequence)
   local set = {}
-  for _, w in ipairs(n.options or {}) do set[w.DefElem.defname] = true end
+  for _, w in ipairs(n.options or {}) do
+    local d = w.DefElem
+    set[d.defname] = true
+    if d.defname == "owned_by" then set.owned_by = owned_by(d) or true end
+  end
   emit(ctx, { action = "alter", kind = "sequence", schema = schema, name = name, set = set,
               if_exists = n.missing_ok == true })
 end

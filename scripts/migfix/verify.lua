@@ -57,6 +57,8 @@ end
 -- Expression text for comparison: casts, blanks, parentheses and quotes of
 -- identifiers dropped; case folded outside string literals; a quoted number
 -- ('-1'::integer) is the number.
+local CAST_WORDS = { varying = true, precision = true, without = true, with = true, time = true, zone = true }
+
 local function norm_expr(x)
   if type(x) ~= "string" then return x end
   local out, i, n = {}, 1, #x
@@ -79,13 +81,26 @@ local function norm_expr(x)
       out[#out + 1] = num or lit
       i = j + 1
     elseif c == ":" and x:sub(i + 1, i + 1) == ":" then
-      -- a cast: skip the type name (words, dots, quotes, [], (n))
-      local j = i + 2
-      while j <= n do
-        local d = x:sub(j, j)
-        if d:match("[%w_%.\"%[%] ]") then j = j + 1
-        elseif d == "(" then local _, e = x:find("%b()", j); j = (e or n) + 1
-        else break end
+      -- a cast: skip the type name (schema.name, quoted or not, several
+      -- words as in "timestamp(3) without time zone", a typmod, [])
+      local j = x:find("[^ ]", i + 2) or (n + 1)
+      local function word_at(k) return x:match('^"[^"]*"', k) or x:match("^[%w_]+", k) end
+      local w = word_at(j)
+      while w do
+        j = j + #w
+        if x:sub(j, j) == "(" then local _, e = x:find("%b()", j); j = (e or n) + 1 end
+        if x:sub(j, j) == "." then
+          j = j + 1
+          w = word_at(j)
+        else
+          local sp, word = x:match("^( +)(%a+)", j)
+          if word and CAST_WORDS[word:lower()] then j = j + #sp; w = word else w = nil end
+        end
+      end
+      while x:sub(j, j) == "[" do
+        local e = x:find("]", j, true)
+        if not e or not x:sub(j + 1, e - 1):match("^%d*$") then break end
+        j = e + 1
       end
       i = j
     else
@@ -156,7 +171,9 @@ local PROPS = {
 local COMPARED_SET = {
   column = { type = true, not_null = true, default = true, has_default = true },
   constraint = { not_valid = true, validated = true },
+  sequence = { owned_by = true },
 }
+PROPS.sequence = { "owned_by" }
 
 local Model = {}
 Model.__index = Model
@@ -483,6 +500,8 @@ local function apply_rename(model, e)
       if d.kind == "constraint" and d.props.ref_table == e.name and d.props.ref_schema == e.schema then
         d.props.ref_table = new_name
       end
+      local o = d.kind == "sequence" and d.props.owned_by
+      if type(o) == "table" and o.table == e.name and d.schema == e.schema then o.table = new_name end
     end
   elseif e.kind == "enum" or e.kind == "type" then
     -- columns typed with the renamed type follow it ("Role_new" -> "Role");
@@ -510,6 +529,8 @@ local function apply_rename(model, e)
       if d.kind == "constraint" and d.props.ref_table == e.table and d.props.ref_schema == e.schema then
         rename_columns_in(d.props.ref_columns, e.name, new_name)
       end
+      local o = d.kind == "sequence" and d.props.owned_by
+      if type(o) == "table" and o.table == e.table and o.column == e.name and d.schema == e.schema then o.column = new_name end
     end
   elseif e.kind == "enum_value" then
     local en = model:get(("type:%s.%s"):format(e.schema, e.enum))
@@ -577,10 +598,12 @@ local function apply_alter(model, e)
   end
   -- properties the catalog check does not compare (ALTER SEQUENCE ... RESTART, ...)
   local compared = COMPARED_SET[e.kind] or {}
-  for k in pairs(set) do
+  for k, v in pairs(set) do
+    if k == "owned_by" and type(v) ~= "table" then compared = {} end
     if k ~= "schema" and not compared[k] then
       entry.uncompared = entry.uncompared or {}
       entry.uncompared[#entry.uncompared + 1] = k
+      entry.uncompared_stmt = e.stmt
     end
   end
   if set.validated ~= nil and set.not_valid == nil then set.not_valid = not set.validated end
@@ -957,6 +980,17 @@ lookup = function(entry, snap, ds)
   elseif k == "index" or k == "sequence" then
     local rec, d, why = lookup_relation(entry, snap, diffs)
     if why or not rec or #d > 0 then return rec, d, why end
+    if k == "sequence" then
+      local o = p.owned_by
+      if type(o) == "table" and entry.expect ~= "absent" then
+        local f = rec.owned_by
+        if o.none then
+          if f then diff(d, "owned_by", "none", ("%s.%s"):format(f.table, f.column)) end
+        elseif o.table and (not f or f.table ~= o.table or f.column ~= o.column) then
+          diff(d, "owned_by", ("%s.%s"):format(o.table, o.column), f and ("%s.%s"):format(f.table, f.column) or "none")
+        end
+      end
+    end
     if k == "index" then
       local ix = rec
       if entry.table and ix.table and ix.table ~= entry.table then diff(d, "table", entry.table, ix.table) end
@@ -1239,6 +1273,7 @@ function M.compare(unit, snap, default_schema, opts)
   -- tables this file drops and creates again (or renames another onto):
   -- what hangs off them may be the old table's
   local replaced_tables = {}
+  local extra_items = {}
   for _, entry in ipairs(model.list) do
     if (entry.kind == "table" or entry.kind == "view" or entry.kind == "matview") and entry.replaces then
       replaced_tables[entry.schema .. "." .. entry.name] = true
@@ -1316,7 +1351,7 @@ function M.compare(unit, snap, default_schema, opts)
           item.old_present = true
           item.stmt = entry.set_by.name or entry.stmt
           -- created here under the old name: the create ran, the rename did not
-          if entry.renamed_from and entry.created and not replaced then progress = entry.first_stmt end
+          if entry.renamed_from and entry.created then progress = entry.first_stmt end
         end
       end
       if entry.conditional then
@@ -1349,6 +1384,16 @@ function M.compare(unit, snap, default_schema, opts)
           elseif replaced and entry.kind == "function" and entry.props.body == nil then
             item.state, item.reason = "unverifiable",
               ("function \"%s\" takes the place of one of the same name, and its body is not a string to compare"):format(entry.name)
+          elseif entry.uncompared and entry.created then
+            -- the create is there; the later ALTER of what is not compared is its own item
+            item.stmt = entry.first_stmt
+            extra_items[#extra_items + 1] = {
+              kind = entry.kind, schema = schema_of(entry), name = entry.name, table = entry.table, action = "alter",
+              state = "unverifiable", class = "unverifiable", diffs = {}, stmt = entry.uncompared_stmt,
+              line = stmt_line(unit, entry.uncompared_stmt, entry.line), expected = {}, stmts = { entry.uncompared_stmt },
+              reason = ("ALTER %s ... %s is not compared with the catalog"):format(entry.kind:upper(), table.concat(entry.uncompared, ", ")),
+              informative = false, needs_cover = true,
+            }
           elseif entry.uncompared then
             item.state, item.reason = "unverifiable",
               ("ALTER %s ... %s is not compared with the catalog"):format(entry.kind:upper(), table.concat(entry.uncompared, ", "))
@@ -1427,6 +1472,10 @@ function M.compare(unit, snap, default_schema, opts)
     item.line = (entry.in_do and item.stmt == entry.stmt) and entry.line or stmt_line(unit, item.stmt, entry.line)
     counts[item.state] = counts[item.state] + 1
     items[#items + 1] = item
+  end
+  for _, x in ipairs(extra_items) do
+    items[#items + 1] = x
+    counts.unverifiable = counts.unverifiable + 1
   end
   for _, u in ipairs(model.unverifiable) do
     items[#items + 1] = {

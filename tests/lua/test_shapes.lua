@@ -639,4 +639,30 @@ CREATE UNIQUE INDEX mrank_model_id ON "ModelRank" ("modelId");
   complete = "unverifiable", absent = "unverifiable",
 })
 
+shape("a sequence made by hand and OWNED BY a column (civitai cosmetic_default_id_fix)", {
+  earlier = { [[CREATE TABLE "Cosmetic" ("id" INTEGER NOT NULL, CONSTRAINT "Cosmetic_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[CREATE SEQUENCE cosmetic_id_seq;
+ALTER TABLE "Cosmetic" ALTER COLUMN "id" SET DEFAULT nextval('cosmetic_id_seq');
+ALTER SEQUENCE cosmetic_id_seq OWNED BY "Cosmetic"."id";
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
+})
+shape("a new column renamed onto a dropped one (civitai image_moderation_level)", {
+  earlier = { [[CREATE TABLE "Image" ("id" INTEGER NOT NULL, "needsReview" BOOLEAN NOT NULL DEFAULT false, CONSTRAINT "Image_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[ALTER TABLE "Image" ADD COLUMN "needsReview_new" TEXT;
+ALTER TABLE "Image" DROP COLUMN "needsReview";
+ALTER TABLE "Image" RENAME COLUMN "needsReview_new" TO "needsReview";
+]],
+  complete = "complete", absent = "absent", k = 2, partial = "partial",
+})
+shape("an array default with a cast (civitai user_referral_code_crated_at)", {
+  earlier = { [[CREATE TYPE "Step" AS ENUM ('Moderation', 'Buzz', 'Other');
+CREATE TABLE "User" ("id" INTEGER NOT NULL, "steps" "Step"[] DEFAULT ARRAY['Other']::"Step"[], CONSTRAINT "User_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "Code" ("id" INTEGER NOT NULL, CONSTRAINT "Code_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[ALTER TABLE "User" ALTER COLUMN "steps" SET DEFAULT ARRAY['Moderation', 'Buzz']::"Step"[];
+ALTER TABLE "Code" ADD COLUMN "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP;
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
+})
+
 return T
