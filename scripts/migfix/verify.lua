@@ -298,6 +298,9 @@ end
 local function apply_create(model, e)
   local key = model:key(e)
   local entry = model:get(key)
+  if entry and entry.expect == "present" and entry.kind == e.kind and e.if_not_exists then
+    return                             -- IF NOT EXISTS of what the file already made: skipped
+  end
   if entry and entry.expect == "present" and entry.kind == e.kind then
     touch(entry, e)                    -- CREATE OR REPLACE, or a repeated create
   else

@@ -665,4 +665,12 @@ ALTER TABLE "Code" ADD COLUMN "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_
   complete = "complete", absent = "absent", k = 1, partial = "partial",
 })
 
+shape("ADD COLUMN IF NOT EXISTS of a column the same file added (civitai resource_review_recommended_system)", {
+  earlier = { [[CREATE TABLE "Metric" ("id" INTEGER NOT NULL, CONSTRAINT "Metric_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[ALTER TABLE "Metric" ADD COLUMN "updatedAt" TIMESTAMP(3);
+ALTER TABLE "Metric" ADD COLUMN IF NOT EXISTS "updatedAt" TIMESTAMP DEFAULT now();
+]],
+  complete = "complete", absent = "absent",
+})
+
 return T
