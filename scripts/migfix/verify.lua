@@ -78,7 +78,7 @@ local function norm_expr(x)
       end
       local lit = x:sub(i, j)
       local num = lit:match("^'(%-?[%d%.]+)'$")
-      out[#out + 1] = num or lit
+      out[#out + 1] = num or { lit }
       i = j + 1
     elseif c == ":" and x:sub(i + 1, i + 1) == ":" then
       -- a cast: skip the type name (schema.name, quoted or not, several
@@ -108,7 +108,18 @@ local function norm_expr(x)
       i = i + 1
     end
   end
-  return (table.concat(out):gsub("[%s%(%)\"]", ""))
+  -- outside string literals: != is <>, 09 is 9, blanks, parentheses and quotes go
+  local parts, run = {}, {}
+  local function flush()
+    local r = table.concat(run):gsub("!=", "<>"):gsub("%f[%w_.]0+(%d)", "%1"):gsub("[%s%(%)\"]", "")
+    parts[#parts + 1] = r
+    run = {}
+  end
+  for _, piece in ipairs(out) do
+    if type(piece) == "table" then flush(); parts[#parts + 1] = piece[1] else run[#run + 1] = piece end
+  end
+  flush()
+  return table.concat(parts)
 end
 M.norm_expr = norm_expr
 
@@ -1005,7 +1016,9 @@ lookup = function(entry, snap, ds)
       if p.predicate == nil and ix.predicate ~= nil and entry.created then diff(d, "predicate", nil, ix.predicate) end
       if p.predicate ~= nil and ix.predicate ~= nil and (entry.replaces or entry.on_replaced_table)
         and norm_expr(p.predicate) ~= norm_expr(ix.predicate) then
-        diff(d, "predicate", p.predicate, ix.predicate)
+        -- the file's text and pg_get_expr's rarely match: neither same nor different
+        return rec, d, ("index \"%s\" takes the place of one of the same name, and its predicate %s could not be matched with the catalog's %s")
+          :format(entry.name, p.predicate, ix.predicate)
       end
       if ix.valid == false then
         diff(d, "valid", true, false, { note = "INVALID index (a failed CREATE INDEX CONCURRENTLY leaves one)" })

@@ -673,4 +673,13 @@ ALTER TABLE "Metric" ADD COLUMN IF NOT EXISTS "updatedAt" TIMESTAMP DEFAULT now(
   complete = "complete", absent = "absent",
 })
 
+shape("a re-created table's partial index, its predicate spelled otherwise than pg_get_expr (civitai tags_on_image_new)", {
+  earlier = { [[CREATE TABLE "T" ("id" INTEGER NOT NULL, "attributes" INTEGER NOT NULL DEFAULT 0, CONSTRAINT "T_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[DROP TABLE IF EXISTS "T";
+CREATE TABLE "T" ("id" INTEGER NOT NULL, "attributes" INTEGER NOT NULL DEFAULT 0, "tagId" INTEGER, CONSTRAINT "T_pkey" PRIMARY KEY ("id"));
+CREATE INDEX "T_needsReview_idx" ON "T" ("attributes") WHERE ("attributes" & 1 << 09) != 0;
+]],
+  complete = { "complete", "unverifiable" }, absent = { "absent", "unverifiable" },
+})
+
 return T
