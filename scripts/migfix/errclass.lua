@@ -3,6 +3,7 @@
 ---
 --- parse(logs) -> { sqlstate, message, class, detail, hint, object, object_kind,
 ---                  relation, source, no_logs, inferred }
+--- engine(logs) -> "adapter" | "native" | nil
 ---
 --- Forms understood:
 ---  * native P3018 text: "Database error code: 23505\n\nDatabase error:\nERROR: ...\nDETAIL: ...",
@@ -192,6 +193,21 @@ local function find_object(message)
   local relation = message:match('of relation "([^"]+)"') or message:match('on table "([^"]+)"')
   if best_kind == "relation" or best_kind == "table" then relation = relation or best end
   return best, best_kind, relation
+end
+
+---Which Prisma engine wrote the failed row's `logs`: "adapter" for the
+---driver-adapter / wasm schema engine (its text starts with `external
+---connector error`; it sends migration.sql statement by statement, each
+---committing on its own), "native" for the native engine's P3018 form, nil
+---when the logs do not say (NULL, empty, or another text).
+---@param logs string|nil|any the column value
+---@return "adapter"|"native"|nil
+function M.engine(logs)
+  if is_null(logs) then return nil end
+  local text = strip_ansi(logs):gsub("^%s+", "")
+  if text:find("^external connector error") then return "adapter" end
+  if text:find("Database error code:", 1, true) or text:find("^A migration failed to apply") then return "native" end
+  return nil
 end
 
 ---Parse the `logs` column of a failed `_prisma_migrations` row.
