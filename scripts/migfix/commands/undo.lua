@@ -138,6 +138,7 @@ function C.run(ctx, opts, args)
   local item = { m = { name = type(rep.migration) == "string" and rep.migration or nil }, policy = nil }
   local refused, restored_rows, current_rows, u
   lw.with_lock(conn, actions.lock_ms(R), function()
+    require("migfix.ledger").refuse_if_bad(conn, schema)
     txn.run(conn, function()
       lw.lock_table(conn, schema)
       local d, e2, i2 = lw.diff_rows(conn, schema, names, after)
