@@ -16,7 +16,7 @@ local M = {}
 function M.analyze(path, text)
   local unit, err = effects.analyze(text, path)
   if not unit then
-    ui.fail { message = ("%s:%s: %s"):format(path, err.line or "?", err.message),
+    ui.fail { message = ("%s:%s:%s: %s"):format(path, err.line or "?", err.column or "?", err.message),
               detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query 15)",
               hint = "fix the statement at that line; Prisma would fail on it too", code = ui.EXIT.USAGE }
   end
@@ -65,7 +65,7 @@ end
 local function diagnose_one(ctx, d, e, unit, snap, schema, server_version)
   local loc = e["local"]
   local logs = d.row and not ledger.null(d.row.logs) and d.row.logs or nil
-  if d.row then d.error = errclass.parse(logs) end
+  if d.row then d.error = errclass.parse(logs, d.row.logs_bytes) end
   d.execution = M.execution(unit, server_version, ctx:project().unit, errclass.engine(logs))
   local ev = verify.compare(unit, snap, schema, { unit = d.execution.unit, server_version = server_version })
   d.unit = unit
@@ -74,7 +74,7 @@ local function diagnose_one(ctx, d, e, unit, snap, schema, server_version)
   d.summary = ev.summary
   d.likely_failed_statement = verify.likely_failed_statement(unit, ev)
   d.file = { path = loc.sql_path, checksum = loc.checksum }
-  if d.row then
+  if d.row and not ledger.null(d.row.checksum) then  -- a NULL checksum is a ledger problem (status)
     d.file.failed_checksum = d.row.checksum
     d.file.changed_since_failure = not mig.matches(loc.text, d.row.checksum)
   end
@@ -161,12 +161,12 @@ function M.run(ctx, conn, st, names)
         d.evidence, d.likely_failed_statement, d.inconsistent, d.partial_expected = nil, nil, nil, nil
         d.file = d.file or { path = loc.sql_path, checksum = loc.checksum }
         if d.row then
-          d.error = d.error or errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil)
+          d.error = d.error or errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil, d.row.logs_bytes)
         end
       end
     end
     if d.row and not d.error then
-      d.error = errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil)
+      d.error = errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil, d.row.logs_bytes)
     end
     out[#out + 1] = d
   end

@@ -77,7 +77,7 @@ local function describe(v)
 end
 
 local function full_name(it)
-  local n = it.name
+  local n = it.name or "?"  -- a data change names no object
   if it.table and it.kind ~= "table" then n = it.table .. "." .. n end
   if it.enum then n = it.enum .. "." .. n end
   return n
@@ -117,6 +117,7 @@ function C.print(diags, opts)
       local e = d.error
       ui.out(("  error: %s%s[%s]"):format(e.sqlstate and (e.sqlstate .. " ") or "", e.message and (e.message .. " ") or "", e.class or "unknown"))
       if e.detail then ui.out("         " .. e.detail) end
+      if e.truncated then ui.out(("         (logs: %d bytes; the first %d read)"):format(e.logs_bytes, require("migfix.errclass").MAX_TEXT)) end
     end
     if d.data and d.data.status ~= "not_applicable" then
       local dd = d.data
