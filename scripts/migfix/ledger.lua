@@ -21,7 +21,7 @@ end
 
 -- ------------------------------------------------------------ shape
 
---- Prisma's DDL of each column (prisma-migrate.md §1), and the type
+--- Prisma's DDL of each column (the CREATE TABLE of migrate deploy), and the type
 --- families Prisma 6.19.3 reads (checked with the real CLI in
 --- tests/compat/test_ledger_prisma.lua): text, varchar and char read as
 --- strings; timestamptz and timestamp as times; int4 and int8 as the count.

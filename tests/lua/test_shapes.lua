@@ -379,7 +379,7 @@ UPDATE "User" SET "n" = 1;
 })
 
 -- 10. Shapes the differential harness found in real histories
--- (/work/scratch/corpus/findings.md F1-F8), each as a minimal repro of our own.
+-- (the corpus harness, tests/corpus/, findings F1-F8), each as a minimal repro of our own.
 local AB2 = { [[CREATE TABLE "A" ("id" INTEGER NOT NULL, CONSTRAINT "A_pkey" PRIMARY KEY ("id"));
 CREATE TABLE "B" ("id" INTEGER NOT NULL, "aId" INTEGER NOT NULL, CONSTRAINT "B_pkey" PRIMARY KEY ("id"));
 ALTER TABLE "B" ADD CONSTRAINT "B_aId_fkey" FOREIGN KEY ("aId") REFERENCES "A"("id") ON DELETE RESTRICT ON UPDATE CASCADE;]] }
