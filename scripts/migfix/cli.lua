@@ -6,7 +6,7 @@ local ui = require "migfix.ui"
 local M = {}
 
 M.COMMANDS = { "status", "check", "metrics", "diagnose", "plan", "run", "resolve", "deploy", "exec",
-               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "completion" }
+               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "report", "completion" }
 
 --- What migfix is (the man page's DESCRIPTION).
 M.ABOUT = [[When prisma migrate deploy dies half way, Prisma leaves a row in _prisma_migrations with
@@ -206,6 +206,12 @@ function M.command_help(cmd)
     lines[#lines + 1] = "Options:"
     lines[#lines + 1] = option_lines(cmd.options)
   end
+  local fleet = require "migfix.fleet"
+  if fleet.COMMANDS[cmd.name] ~= nil then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "Fleet options (many databases or schemas in one run; docs/fleets.md):"
+    lines[#lines + 1] = option_lines(fleet.OPTIONS)
+  end
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Global options:"
   lines[#lines + 1] = option_lines(M.GLOBAL_OPTIONS)
@@ -244,11 +250,23 @@ local function dispatch(argv, info)
   local specs = {}
   for _, s in ipairs(M.GLOBAL_OPTIONS) do specs[#specs + 1] = s end
   for _, s in ipairs(cmd.options or {}) do specs[#specs + 1] = s end
+  local fleet = require "migfix.fleet"
+  if fleet.COMMANDS[name] ~= nil then
+    for _, s in ipairs(fleet.OPTIONS) do specs[#specs + 1] = s end
+  end
   local opts, args = M.parse(rest, 2, specs, gopts, cmd.stop_at_operand, name)
   if opts["no-color"] then ui.color = false end
   if opts.help then ui.out(M.command_help(cmd)) return 0 end
   local ctx = require("migfix.context").new(opts, info, name)
-  local ok, rc = pcall(cmd.run, ctx, opts, args)
+  local run = cmd.run
+  if fleet.wanted(opts) then
+    run = function(c, o, a) return require("migfix.commands.common").fleet(cmd, c, o, a, info) end
+  else
+    for _, s in ipairs(fleet.OPTIONS) do
+      if opts[s.long] ~= nil then usage_error(("--%s goes with --targets, --targets-query or --schemas"):format(s.long), name) end
+    end
+  end
+  local ok, rc = pcall(run, ctx, opts, args)
   ctx:cleanup()
   if not ok then error(rc, 0) end
   return rc or 0

@@ -23,6 +23,12 @@ M.abspath = abspath
 
 local exists = require("migfix.fs").exists
 
+--- During a fleet run (migfix.fleet), the contexts of all targets share one
+--- read of the configuration and of the migrations folder (texts and checksums).
+---@type {config: table, migrations: table}|nil
+M.shared = nil
+function M.share() M.shared = M.shared or { config = {}, migrations = {} } end
+
 function M.new(opts, info, command)
   return setmetatable({ opts = opts, info = info, command = command, cleanups = {}, conns = {} }, Ctx)
 end
@@ -47,7 +53,10 @@ function Ctx:project()
   if o.config and not exists(cfg_path) then
     ui.fail { message = ("configuration file \"%s\" does not exist"):format(o.config), code = ui.EXIT.USAGE }
   end
-  if exists(cfg_path) then p.config = config.load(cfg_path) end
+  if exists(cfg_path) then
+    p.config = M.shared and M.shared.config[cfg_path] or config.load(cfg_path)
+    if M.shared then M.shared.config[cfg_path] = p.config end
+  end
 
   local env_name = o.env or os.getenv("MIGFIX_ENV")
   if env_name == "" then env_name = nil end
@@ -207,6 +216,10 @@ function Ctx:migrations()
   if self._migrations then return self._migrations end
   local mig = require "migfix.migrations"
   local p = self:project()
+  if M.shared and M.shared.migrations[p.migrations_dir] then
+    self._migrations = M.shared.migrations[p.migrations_dir]
+    return self._migrations
+  end
   if p.migrations_dynamic then
     local d = p.migrations_dynamic
     ui.fail { message = ("cannot read the migrations folder from %s: %s is computed (%s)"):format(d.where, d.key, d.text),
@@ -228,6 +241,7 @@ function Ctx:migrations()
               code = ui.EXIT.USAGE }
   end
   self._migrations = list
+  if M.shared then M.shared.migrations[p.migrations_dir] = list end
   return list
 end
 

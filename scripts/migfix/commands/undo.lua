@@ -137,6 +137,7 @@ function C.run(ctx, opts, args)
   local R = actions.context(ctx, conn, "run")
   local item = { m = { name = type(rep.migration) == "string" and rep.migration or nil }, policy = nil }
   local refused, restored_rows, current_rows, u
+  local t0 = sys.now_ms()
   lw.with_lock(conn, actions.lock_ms(R), function()
     txn.run(conn, function()
       lw.lock_table(conn, schema)
@@ -166,7 +167,8 @@ function C.run(ctx, opts, args)
       u = R:record(R:entry_of(item, "undo", "ok", {
         before = current_rows, after = restored_rows, policy = false,
         details = { undoes = rep.seq, undone_action = rep.action, undone_hash = rep.hash,
-                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert } }))
+                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert,
+                    duration_ms = math.floor(sys.now_ms() - t0 + 0.5) } }))
     end, "undo seq " .. rep.seq)
   end)
 
