@@ -70,43 +70,52 @@ end
 
 --- display width of a UTF-8 string (code points; good enough for names)
 local function width(s)
-  local _, n = tostring(s):gsub("[^\128-\191]", "")
+  s = tostring(s)
+  if not s:find("[\128-\255]") then return #s end
+  local _, n = s:gsub("[^\128-\191]", "")
   return n
 end
+M.width = width
 
---- Print rows as an aligned table. cols = { {key=, title=, color=fn(row)} }
+--- Print rows as an aligned table. cols = { {key=, title=, color=fn(row)} }.
+--- Every cell is turned into text and measured once; the table is written
+--- in one piece.
 function M.table(cols, rows, indent)
   indent = indent or ""
-  local w = {}
-  for i, c in ipairs(cols) do
-    w[i] = width(c.title)
-    for _, r in ipairs(rows) do
-      local v = r[c.key]
-      w[i] = math.max(w[i], width(v == nil and "" or tostring(v)))
+  local ncol = #cols
+  local w, texts, widths = {}, {}, {}
+  for i, c in ipairs(cols) do w[i] = width(c.title) end
+  for r, row in ipairs(rows) do
+    local vals, ws = {}, {}
+    for i = 1, ncol do
+      local v = row[cols[i].key]
+      local t = v == nil and "" or tostring(v)
+      local n = width(t)
+      vals[i], ws[i] = t, n
+      if n > w[i] then w[i] = n end
     end
+    texts[r], widths[r] = vals, ws
   end
-  local function line(vals, paint_fn)
+  local rep, concat = string.rep, table.concat
+  local out = {}
+  local function line(vals, ws, paint_of)
     local parts = {}
-    for i, v in ipairs(vals) do
-      local s = tostring(v)
-      local pad = (i < #vals) and string.rep(" ", w[i] - width(s)) or ""
-      if paint_fn and paint_fn[i] then s = M.paint(s, paint_fn[i]) end
-      parts[#parts + 1] = s .. pad
+    for i = 1, ncol do
+      local t = vals[i]
+      local pad = i < ncol and rep(" ", w[i] - ws[i]) or ""
+      local c = paint_of and paint_of(i)
+      if c then t = M.paint(t, c) end
+      parts[i] = t .. pad
     end
-    M.out(indent, (table.concat(parts, "  "):gsub("%s+$", "")))
+    out[#out + 1] = indent .. (concat(parts, "  "):gsub("%s+$", ""))
   end
-  local titles = {}
-  for i, c in ipairs(cols) do titles[i] = c.title end
-  line(titles, setmetatable({}, { __index = function() return "bold" end }))
-  for _, r in ipairs(rows) do
-    local vals, paints = {}, {}
-    for i, c in ipairs(cols) do
-      local v = r[c.key]
-      vals[i] = v == nil and "" or tostring(v)
-      paints[i] = c.color and c.color(r) or nil
-    end
-    line(vals, paints)
+  local titles, tw = {}, {}
+  for i, c in ipairs(cols) do titles[i], tw[i] = c.title, width(c.title) end
+  line(titles, tw, function() return "bold" end)
+  for r, row in ipairs(rows) do
+    line(texts[r], widths[r], function(i) local c = cols[i].color return c and c(row) or nil end)
   end
+  M.out(concat(out, "\n"))
 end
 
 --- short form of a checksum or id for tables
