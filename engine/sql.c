@@ -6,6 +6,7 @@
  *   sql.split(text)        -> { {text=, offset=, length=, line=, end_line=}, ... } | nil, message, err
  *   sql.span(text, location, length) -> {text=, offset=, length=, line=, end_line=} | nil
  *   sql.fingerprint(text)  -> hex | nil, message, err
+ *   sql.statements(text)   -> iterator: raw, span per statement | false, message, err
  *
  * err = { message =, cursorpos =, line =, column = } (line and column 1-based,
  * column counted in characters; both nil when the server gave no position).

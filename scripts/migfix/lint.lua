@@ -164,6 +164,7 @@ end
 --- whose lines it sits) and `-- migfix:ignore-file S10 reason`.
 local function suppressions(text, file)
   local out, n = {}, 0
+  if not text:find("migfix:ignore", 1, true) then return out end
   for line in (text .. "\n"):gmatch("(.-)\r?\n") do
     n = n + 1
     local scope, ids, reason = line:match("%-%-%s*migfix:ignore(%-?%a*)%s*([%w_%-,]*)%s*(.-)%s*$")

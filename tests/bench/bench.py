@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.environ.get("BENCH_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MIGFIX = os.environ.get("MIGFIX", os.path.join(ROOT, "migfix"))
 WORK = os.environ["WORK"]
 PORT = os.environ["PGPORT"]
@@ -51,6 +51,7 @@ def pg_bindir():
 
 
 PSQL = os.path.join(pg_bindir(), "psql")
+TIME = "/usr/bin/time"
 
 
 def url(db):
@@ -73,30 +74,38 @@ def sh(argv, check=True, **kw):
 
 
 def run_timed(argv, cwd=None, env=None):
-    """wall seconds and peak RSS (KiB) of one run (posix_spawn: the child's
-    ru_maxrss is its own, not a forked copy of this interpreter)"""
+    """wall seconds and peak RSS (KiB) of one run. Every run goes through
+    GNU time (/usr/bin/time -f %M): its fork gives the child an address space
+    of its own, so ru_maxrss is the command's, not a copy of this Python's
+    (posix_spawn and vfork carry the parent's high-water mark across exec)."""
     errf = os.path.join(WORK, "stderr.txt")
+    rssf = os.path.join(WORK, "rss.txt")
     fa = [(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
           (os.POSIX_SPAWN_OPEN, 2, errf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
-    exe = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+    full = [TIME, "-q", "-f", "%M", "-o", rssf] + list(argv)
     old = os.getcwd()
     if cwd:
         os.chdir(cwd)
     t0 = time.perf_counter()
     try:
-        pid = os.posix_spawn(exe, argv, env if env is not None else os.environ, file_actions=fa)
+        pid = os.posix_spawn(TIME, full, env if env is not None else os.environ, file_actions=fa)
     finally:
         os.chdir(old)
     timer = threading.Timer(TIMEOUT, lambda: os.kill(pid, signal.SIGKILL))
     timer.start()
-    _, status, ru = os.wait4(pid, 0)
+    _, status, _ = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
     timer.cancel()
-    if wall >= TIMEOUT:
-        return wall, ru.ru_maxrss, -999, "timed out after %d s (BENCH_TIMEOUT)" % TIMEOUT
     with open(errf, errors="replace") as f:
         err = f.read()
-    return wall, ru.ru_maxrss, os.waitstatus_to_exitcode(status), err
+    try:
+        with open(rssf) as f:
+            rss = int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        rss = 0
+    if wall >= TIMEOUT:
+        return wall, rss, -999, "timed out after %d s (BENCH_TIMEOUT)" % TIMEOUT
+    return wall, rss, os.waitstatus_to_exitcode(status), err
 
 
 class Case:
