@@ -82,38 +82,46 @@ M.width = width
 --- in one piece.
 function M.table(cols, rows, indent)
   indent = indent or ""
-  local ncol = #cols
+  local ncol, nrow = #cols, #rows
   local w, texts, widths = {}, {}, {}
   for i, c in ipairs(cols) do w[i] = width(c.title) end
-  for r, row in ipairs(rows) do
-    local vals, ws = {}, {}
-    for i = 1, ncol do
-      local v = row[cols[i].key]
+  -- column-major: texts[i][r], widths[i][r] (nil width: the text is ASCII)
+  for i = 1, ncol do
+    local key, col, cw, wi = cols[i].key, {}, {}, w[i]
+    for r = 1, nrow do
+      local v = rows[r][key]
       local t = v == nil and "" or tostring(v)
-      local n = width(t)
-      vals[i], ws[i] = t, n
-      if n > w[i] then w[i] = n end
+      local n = #t
+      if t:find("[\128-\255]") then n = width(t); cw[r] = n end
+      if n > wi then wi = n end
+      col[r] = t
     end
-    texts[r], widths[r] = vals, ws
+    texts[i], widths[i], w[i] = col, cw, wi
   end
-  local rep, concat = string.rep, table.concat
-  local out = {}
-  local function line(vals, ws, paint_of)
-    local parts = {}
+  local rep, concat, paint = string.rep, table.concat, M.paint
+  local color = M.color
+  local out, parts = {}, {}
+  local function finish()
+    out[#out + 1] = indent .. (concat(parts, "  ", 1, ncol):gsub("%s+$", ""))
+  end
+  for i, c in ipairs(cols) do
+    local t = c.title
+    parts[i] = (color and paint(t, "bold") or t) .. (i < ncol and rep(" ", w[i] - width(t)) or "")
+  end
+  finish()
+  for r = 1, nrow do
+    local row = rows[r]
     for i = 1, ncol do
-      local t = vals[i]
-      local pad = i < ncol and rep(" ", w[i] - ws[i]) or ""
-      local c = paint_of and paint_of(i)
-      if c then t = M.paint(t, c) end
-      parts[i] = t .. pad
+      local t = texts[i][r]
+      local pad = i < ncol and w[i] - (widths[i][r] or #t) or 0
+      if color then
+        local fn = cols[i].color
+        local c = fn and fn(row)
+        if c then t = paint(t, c) end
+      end
+      parts[i] = pad > 0 and (t .. rep(" ", pad)) or t
     end
-    out[#out + 1] = indent .. (concat(parts, "  "):gsub("%s+$", ""))
-  end
-  local titles, tw = {}, {}
-  for i, c in ipairs(cols) do titles[i], tw[i] = c.title, width(c.title) end
-  line(titles, tw, function() return "bold" end)
-  for r, row in ipairs(rows) do
-    line(texts[r], widths[r], function(i) local c = cols[i].color return c and c(row) or nil end)
+    finish()
   end
   M.out(concat(out, "\n"))
 end
