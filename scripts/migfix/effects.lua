@@ -1362,30 +1362,33 @@ end
 ---@field effects table[]
 ---@field flags { tx_control: boolean, non_transactional: boolean, before_pg: integer? }
 
---- Statements and effects of one migration file (docs/effects.md).
+--- Statements and effects of one migration file (docs/effects.md). The
+--- file is parsed a part at a time (sql.statements): its parse trees are
+--- never all in memory; opts.on_statement(st, node, unit), called after each
+--- statement's effects are added, is where a caller reads a tree (lint).
 ---@param text string the file's SQL
 ---@param file string? its path (copied into the unit and errors)
+---@param opts? { on_statement: fun(st: table, node: table, unit: table)? }
 ---@return migfix.effects.unit|nil unit
 ---@return table? err { message, file, line, column } on a syntax error
-function M.analyze(text, file)
+function M.analyze(text, file, opts)
   if type(text) ~= "string" then
     error(("bad argument #1 to 'analyze' (string expected, got %s) (expected effects.analyze(text, file))"):format(type(text)), 2)
   end
   if file ~= nil and type(file) ~= "string" then
     error(("bad argument #2 to 'analyze' (string expected, got %s) (expected effects.analyze(text, file))"):format(type(file)), 2)
   end
-  local tree, msg, perr = sql.parse(text)
-  if not tree then
-    return nil, { message = msg, file = file, line = perr.line, column = perr.column,
-                  cursorpos = perr.cursorpos }
-  end
+  local on_statement = opts and opts.on_statement
   local unit = { file = file, statements = {}, effects = {},
                  flags = { tx_control = false, non_transactional = false } }
   local ctx = { effects = unit.effects, taken = {}, enums = {}, temps = {}, temp_indexes = {},
                 line_starts = line_starts(text) }
   local before_pg, always = nil, false
-  for _, raw in ipairs(tree.stmts or {}) do
-    local span = sql.span(text, raw.stmt_location or 0, raw.stmt_len or 0)
+  for raw, span, perr in sql.statements(text) do
+    if raw == false then
+      return nil, { message = span, file = file, line = perr.line, column = perr.column,
+                    cursorpos = perr.cursorpos }
+    end
     if span then
       local kind, node = node_of(raw.stmt)
       local st = {
@@ -1411,6 +1414,7 @@ function M.analyze(text, file)
       if NONTX[kind] then nontx(ctx, NONTX[kind]) end
       local h = H[kind]
       if h then h(ctx, node) else unverifiable(ctx, "other", { node = kind }) end
+      if on_statement then on_statement(st, raw.stmt, unit) end
       if st.tx_control then unit.flags.tx_control = true end
       if st.non_transactional then
         unit.flags.non_transactional = true

@@ -137,6 +137,17 @@ function M.lock_holders(conn)
   return rows
 end
 
+--- Whether a local migration's text has the stored checksum (Prisma's
+--- comparison, CRLF variants and the legacy format included). The file's own
+--- checksum, computed once when it was read (Ctx:state), settles the usual
+--- case without hashing the text again.
+---@param loc table a local migration {text, checksum?}
+---@param stored string the ledger row's checksum
+function M.matches(loc, stored)
+  if loc.checksum and loc.checksum == stored then return true end
+  return require("migfix.migrations").matches(loc.prisma_text or loc.text, stored)
+end
+
 local function is_failed(r) return null(r.finished_at) and null(r.rolled_back_at) end
 local function is_rolled_back(r) return not null(r.rolled_back_at) end
 local function is_applied(r) return not null(r.finished_at) and null(r.rolled_back_at) end
@@ -315,7 +326,7 @@ function M.classify(locals, ledger)
       e.reapplied = n_rb > 0
       -- a NULL checksum is reported in problems (Prisma cannot read the row), not compared
       if loc and loc.text and not null(last_applied.checksum)
-         and not require("migfix.migrations").matches(loc.prisma_text or loc.text, last_applied.checksum) then
+         and not M.matches(loc, last_applied.checksum) then
         e.modified = true
       end
     elseif n_rb > 0 then
@@ -333,7 +344,7 @@ function M.classify(locals, ledger)
     end
     -- Prisma's dev/status checksum check uses the OLDEST row of the name
     if loc and loc.text and e.rows[1] and not null(e.rows[1].checksum) then
-      e.prisma_edited = not require("migfix.migrations").matches(loc.prisma_text or loc.text, e.rows[1].checksum)
+      e.prisma_edited = not M.matches(loc, e.rows[1].checksum)
     end
     s[e.state] = (s[e.state] or 0) + 1
     if e.modified then s.modified = s.modified + 1 end

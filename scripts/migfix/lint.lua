@@ -164,6 +164,7 @@ end
 --- whose lines it sits) and `-- migfix:ignore-file S10 reason`.
 local function suppressions(text, file)
   local out, n = {}, 0
+  if not text:find("migfix:ignore", 1, true) then return out end
   for line in (text .. "\n"):gmatch("(.-)\r?\n") do
     n = n + 1
     local scope, ids, reason = line:match("%-%-%s*migfix:ignore(%-?%a*)%s*([%w_%-,]*)%s*(.-)%s*$")
@@ -220,41 +221,195 @@ local function quoted(t) return ('"%s"'):format(t.table) end
 -- index name -> table, per catalog snapshot (weak: dropped with the snapshot)
 local index_tables = setmetatable({}, { __mode = "k" })
 
---- Lint one migration file.
----@param unit table effects.analyze(text, file) (unit.text, or opts.text, gives the comments for suppressions)
----@param opts table { settings, rules, sizes = {["schema.table"] = {rows=, bytes=}} | nil (offline), unit_mode = "file"|"statement", server_version, schema = default schema ("public"), catalog = snapshot | nil, text }
----@return table[] findings { rule, title, severity, file, line, statement, table, lock, why, alternative, rows, bytes }
----@return table[] suppressions { rule, reason, file, line, statement, scope, matched }
-function M.run_unit(unit, opts)
-  if type(unit) ~= "table" or type(unit.statements) ~= "table" then
-    error("bad argument #1 to 'run_unit' (a unit of effects.analyze expected) (expected lint.run_unit(unit, opts))", 2)
+-- What PostgreSQL's statement node says beyond the effects: the SET, the
+-- transaction verb, and where an INSERT takes its rows from (S8).
+local function node_facts(s, node)
+  s.tx = tx_kind(node)
+  local vs = node and node.VariableSetStmt
+  if vs then
+    local v = vs.args and vs.args[1] and vs.args[1].A_Const
+    local val = v and ((v.sval and v.sval.sval) or (v.ival and tostring(v.ival.ival or 0))) or nil
+    if v and v.ival and not v.ival.ival then val = "0" end
+    s.set = { name = vs.name, value = val, is_local = vs.is_local == true }
   end
-  opts = opts or {}
-  local known = { settings = true, rules = true, sizes = true, unit_mode = true, server_version = true, schema = true,
-                  catalog = true, text = true }
-  for k in pairs(opts) do
-    if not known[k] then
-      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+  local ins = node and node.InsertStmt
+  local sel = ins and ins.selectStmt and ins.selectStmt.SelectStmt
+  if sel then
+    if sel.valuesLists then
+      s.insert_source = { rows = #sel.valuesLists }
+    else
+      local from = sel.fromClause and sel.fromClause[1] and sel.fromClause[1].RangeVar
+      if from then s.insert_source = { schema = from.schemaname, table = from.relname } end
     end
   end
-  local settings = opts.settings or M.settings()
-  local rules = opts.rules
-  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
-  local mode = opts.unit_mode or "file"
-  local schema_default = opts.schema or "public"
-  local sizes = opts.sizes
-  local catalog = opts.catalog
-  local server_version = opts.server_version
-  local file = unit.file or "?"
+end
 
-  -- effects by statement
+-- Pass 1, statement by statement while the file is parsed: what one
+-- statement does, from its own text, node and effects (no database, no
+-- neighbours). The node is not kept (a rule gets it on demand, s.node).
+local function statement(st, node, effs, file)
+  local s = {
+    index = st.index, line = st.line, end_line = st.end_line, text = st.text, kind = st.kind, file = file,
+    tx_control = st.tx_control, non_transactional_reason = st.non_transactional_reason,
+    effects = effs, tables = {}, by_table = {},
+  }
+  s.actions = locks.actions(st, effs, node)
+  node_facts(s, node)
+  return s
+end
+
+-- s.node, parsed again from s.text the first time a rule asks for it; the
+-- tree is dropped once the statement's rules have run.
+local NODE_MT = { __index = function(s, k)
+  if k ~= "node" then return nil end
+  local tree = sql.parse(s.text)
+  local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
+  rawset(s, "node", node or false)
+  return node
+end }
+
+-- every relation a parse tree names ({schemaname, relname} of its RangeVars)
+local function range_vars(node, out)
+  if type(node) ~= "table" then return end
+  local rv = node.RangeVar
+  if type(rv) == "table" and type(rv.relname) == "string" then out[#out + 1] = { schema = rv.schemaname, table = rv.relname } end
+  for _, v in pairs(node) do
+    if type(v) == "table" then range_vars(v, out) end
+  end
+end
+
+--- Read one file for lint: its statements (effects.analyze, a part of the
+--- file at a time) and what each statement does. No database yet: `bind`
+--- adds sizes and the catalog. A syntax error comes back as nil, err.
+---@param text string
+---@param file string
+---@param o? {relations: boolean} also list every relation the statements name (for M.names)
+---@return table|nil prepared {unit, statements, text, file, relations?}
+---@return table? err {message, line, column} (effects.analyze)
+function M.prepare(text, file, o)
+  local stmts = {}
+  local cursor = 1
+  local rels = o and o.relations and {} or nil
+  local unit, err = require("migfix.effects").analyze(text, file, {
+    on_statement = function(st, node, u)
+      local effs = {}
+      local all = u.effects
+      while all[cursor] and all[cursor].stmt == st.index do effs[#effs + 1] = all[cursor]; cursor = cursor + 1 end
+      stmts[#stmts + 1] = statement(st, node, effs, file)
+      if rels then range_vars(node, rels) end
+    end,
+  })
+  if not unit then return nil, err end
+  return { unit = unit, statements = stmts, text = text, file = file, relations = rels }
+end
+
+-- A prepared file from a unit that was analysed before (nodes parsed again).
+local function prepare_unit(unit, text)
   local effs = {}
   for _, e in ipairs(unit.effects or {}) do
     effs[e.stmt] = effs[e.stmt] or {}
     table.insert(effs[e.stmt], e)
   end
+  local stmts = {}
+  for _, st in ipairs(unit.statements) do
+    local tree = sql.parse(st.text)
+    local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
+    stmts[#stmts + 1] = statement(st, node, effs[st.index] or {}, unit.file or "?")
+  end
+  return { unit = unit, statements = stmts, text = text or unit.text or "", file = unit.file or "?" }
+end
 
-  local function tkey(schema, name) return (schema or schema_default) .. "." .. name end
+--- The object names and schemas a prepared file needs from the catalog
+--- (what `bind` looks up): tables, referenced tables, indexes, INSERT sources.
+---@return string[] names, string[] schemas
+function M.names(P, schema_default, names, schemas, seen)
+  names, schemas, seen = names or {}, schemas or {}, seen or {}
+  local function add(n) if type(n) == "string" and not seen["n:" .. n] then seen["n:" .. n] = true; names[#names + 1] = n end end
+  local function sch(x) if type(x) == "string" and not seen["s:" .. x] then seen["s:" .. x] = true; schemas[#schemas + 1] = x end end
+  sch(schema_default)
+  for _, s in ipairs(P.statements) do
+    for _, a in ipairs(s.actions) do
+      add(a.table); add(a.ref_table); add(a.index); sch(a.schema); sch(a.ref_schema)
+    end
+    for _, e in ipairs(s.effects) do sch(e.schema); sch(e.ref_schema) end
+    if s.insert_source and s.insert_source.table then add(s.insert_source.table); sch(s.insert_source.schema) end
+  end
+  for _, r in ipairs(P.relations or {}) do add(r.table); sch(r.schema) end
+  return names, schemas
+end
+
+--- Forget what was derived from a catalog snapshot (after it changed).
+function M.forget_catalog(snap) index_tables[snap] = nil end
+
+local function tkey_of(schema_default)
+  return function(schema, name) return (schema or schema_default) .. "." .. name end
+end
+
+-- The facts a statement's rules read about what came before it, computed
+-- once per file (so that no rule has to walk the statements before each
+-- statement: lint stays linear in the size of the file).
+local function earlier_facts(stmts, blocks_writes)
+  local segs, file = {}, { first_additive = nil }
+  local timeout_session, first_blocking = false, nil
+  local new_at = {}
+  for _, s in ipairs(stmts) do
+    local seg = segs[s.segment]
+    if not seg then
+      seg = { first_ddl = nil, begin = nil, exclusive = nil, timeout = false, write_locked = {}, locked_seen = {},
+              added_values = {}, not_valid = {} }
+      segs[s.segment] = seg
+    end
+    -- what the statements before s (in its transaction, or in the file) did
+    s.after_begin = seg.begin
+    s.held_exclusive = seg.exclusive
+    s.timeout_before = timeout_session or seg.timeout
+    s.first_blocking = first_blocking
+    s.write_locked_before = #seg.write_locked
+    s.values_before = #seg.added_values
+    -- then s itself
+    if s.tx == "begin" then seg.begin = seg.begin or s end
+    if s.ddl and s.lock then seg.first_ddl = seg.first_ddl or s end
+    if s.set and s.set.name == "lock_timeout" and s.set.value ~= nil and s.set.value ~= "0" then
+      if s.set.is_local then seg.timeout = true else timeout_session = true end
+    end
+    local blocking = false
+    for _, t in ipairs(s.tables) do
+      local existing = not t.new and t.exists ~= false
+      if t.lock == "ACCESS EXCLUSIVE" and existing and not seg.exclusive then seg.exclusive = { stmt = s, table = t } end
+      if existing and t.lock and blocks_writes(t.lock) then
+        blocking = true
+        if not seg.locked_seen[t.key] then
+          seg.locked_seen[t.key] = true
+          seg.write_locked[#seg.write_locked + 1] = t
+        end
+      end
+      if t.new and not new_at[t.key] then new_at[t.key] = s.index end
+    end
+    if blocking then first_blocking = first_blocking or s end
+    s.write_locked_through = #seg.write_locked
+    for _, a in ipairs(s.actions) do
+      if a.key == "alter_type_add_value" and a.label then
+        seg.added_values[#seg.added_values + 1] = { label = a.label, enum = a.enum, stmt = s }
+      end
+      if a.effect and a.effect.name and a.key:find("_not_valid$") then
+        local l = seg.not_valid[a.effect.name]
+        if not l then l = {}; seg.not_valid[a.effect.name] = l end
+        l[#l + 1] = { stmt = s, action = a }
+      end
+      if not file.first_additive and (a.key == "create_table" or a.key:find("^alter_table%.add_") or a.key:find("^create_index")) then
+        file.first_additive = s
+      end
+    end
+  end
+  return segs, file, new_at
+end
+
+--- Add the database (sizes, the catalog snapshot) and the unit of
+--- execution to a prepared file: segments, tables, locks, what is new.
+local function bind(P, opts)
+  local sizes, catalog, server_version = opts.sizes, opts.catalog, opts.server_version
+  local schema_default = opts.schema or "public"
+  local tkey = tkey_of(schema_default)
   local index_table = catalog and index_tables[catalog]
   if not index_table then
     -- built once per snapshot, not once per unit (1,000 units x 2,000 indexes)
@@ -264,32 +419,14 @@ function M.run_unit(unit, opts)
       index_tables[catalog] = index_table
     end
   end
-
+  local unit = P.unit
+  local ex = execution.of(unit, { unit = opts.unit_mode or "file", server_version = server_version })
   local created = {}        -- tables created so far in this file
   local created_index = {}  -- index -> table, created in this file
-  local stmts = {}
-  local ex = execution.of(unit, { unit = mode, server_version = server_version })
-  for _, st in ipairs(unit.statements) do
-    local tree = sql.parse(st.text)
-    local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
-    local seg = ex.segment_of[st.index]
-    local nontx = execution.non_transactional(st, server_version)
-    local s = {
-      index = st.index, line = st.line, end_line = st.end_line, text = st.text, kind = st.kind, file = file,
-      tx_control = st.tx_control, tx = tx_kind(node), non_transactional = nontx or false,
-      non_transactional_reason = st.non_transactional_reason, segment = seg, node = node,
-      effects = effs[st.index] or {}, tables = {}, by_table = {},
-    }
-    s.actions = locks.actions(st, s.effects, node)
-    -- SET of a setting
-    local vs = node and node.VariableSetStmt
-    if vs then
-      local v = vs.args and vs.args[1] and vs.args[1].A_Const
-      local val = v and ((v.sval and v.sval.sval) or (v.ival and tostring(v.ival.ival or 0))) or nil
-      if v and v.ival and not v.ival.ival then val = "0" end
-      s.set = { name = vs.name, value = val, is_local = vs.is_local == true }
-    end
-    local function table_info(schema, name, via)
+  for i, s in ipairs(P.statements) do
+    s.segment = ex.segment_of[s.index]
+    s.non_transactional = execution.non_transactional(unit.statements[i], server_version) or false
+    local function table_info(schema, name)
       local key = tkey(schema, name)
       local t = s.by_table[key]
       if not t then
@@ -366,8 +503,46 @@ function M.run_unit(unit, opts)
     s.lock = nil
     for _, t in ipairs(s.tables) do s.lock = locks.max(s.lock, t.lock) end
     s.ddl = not s.dml and not s.set and not s.tx_control and #s.actions > 0 and s.actions[1].key ~= "set"
-    stmts[#stmts + 1] = s
   end
+  return ex
+end
+
+--- Lint one migration file, a part of it in memory at a time: prepare
+--- (parse, statement facts), bind (the database), the rules.
+---@param text string the file's SQL
+---@param file string its path as findings name it
+---@param opts table as run_unit (without text)
+---@return table[]|nil findings (nil, err on a syntax error: {message, line, column})
+---@return table[]|table suppressions, or err
+function M.run_text(text, file, opts)
+  local P, err = M.prepare(text, file)
+  if not P then return nil, err end
+  return M.check(P, opts)
+end
+
+local KNOWN = { settings = true, rules = true, sizes = true, unit_mode = true, server_version = true, schema = true,
+                catalog = true, text = true }
+
+--- Lint a prepared file (M.prepare) against the database facts in opts.
+function M.check(P, opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+    end
+  end
+  local settings = opts.settings or M.settings()
+  local rules = opts.rules
+  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
+  local mode = opts.unit_mode or "file"
+  local schema_default = opts.schema or "public"
+  local sizes = opts.sizes
+  local server_version = opts.server_version
+  local file = P.file or "?"
+  local tkey = tkey_of(schema_default)
+  bind(P, opts)
+  local stmts = P.statements
+  local segs, file_facts, new_at = earlier_facts(stmts, locks.blocks_writes)
 
   -- what a rule sees besides the statement
   local ctx = {
@@ -399,6 +574,8 @@ function M.run_unit(unit, opts)
     return #parts > 0 and table.concat(parts, ", ") or "size unknown"
   end
   function ctx.name(t) return quoted(t) end
+  -- every statement of s's transaction / those before s in it (a fresh
+  -- list: O(statements) per call; the shipped rules read the facts below)
   function ctx.segment(s)
     local out = {}
     for _, x in ipairs(stmts) do if x.segment == s.segment then out[#out + 1] = x end end
@@ -407,10 +584,26 @@ function M.run_unit(unit, opts)
   function ctx.before(s)
     local out = {}
     for _, x in ipairs(stmts) do
-      if x.index < s.index and x.segment == s.segment then out[#out + 1] = x end
+      if x.index >= s.index then break end
+      if x.segment == s.segment then out[#out + 1] = x end
     end
     return out
   end
+  --- What the transaction of s holds, over all its statements: first_ddl (the
+  --- first DDL statement that takes a lock), added_values ({label, enum, stmt}
+  --- in order; s.values_before of them come before s), write_locked (existing
+  --- tables locked against writes, in order; s.write_locked_before of them
+  --- before s, s.write_locked_through up to s), not_valid (constraint name ->
+  --- list of {stmt, action} that add it NOT VALID, in order)
+  function ctx.segment_facts(s) return segs[s.segment] end
+  --- a table created by a statement before s in this file
+  function ctx.created_before(s, schema, name)
+    local at = new_at[tkey(schema, name)]
+    return at ~= nil and at < s.index
+  end
+  --- the first statement of the file with an additive change (CREATE TABLE,
+  --- ADD COLUMN/CONSTRAINT, CREATE INDEX), or nil
+  ctx.first_additive = file_facts.first_additive
   function ctx.human_rows(r) return human_rows(r) end
   --- a table's size record as rules see it (for tables a statement reads without locking them for writes)
   function ctx.lookup(schema, name)
@@ -427,14 +620,14 @@ function M.run_unit(unit, opts)
   end
 
   -- suppressions
-  local sups = suppressions(opts.text or unit.text or "", file)
+  local sups = suppressions(P.text or "", file)
   local rule_ids = {}
   for _, r in ipairs(rules) do rule_ids[r.id] = r end
   local findings = {}
   local suppressed = {}  -- stmt index or "file" -> rule -> suppression record
   local sup_records = {}
   for _, sp in ipairs(sups) do
-    local idx = sp.scope == "file" and "file" or attach(sp, unit.statements)
+    local idx = sp.scope == "file" and "file" or attach(sp, stmts)
     local problem
     if sp.bad_scope then
       problem = ("unrecognized suppression \"migfix:ignore%s\" (expected migfix:ignore or migfix:ignore-file)"):format(sp.bad_scope)
@@ -467,6 +660,7 @@ function M.run_unit(unit, opts)
 
   -- run the rules
   for _, s in ipairs(stmts) do
+    setmetatable(s, NODE_MT)
     for _, rule in ipairs(rules) do
       if not settings.off[rule.id] then
         local ok, res = with_deadline(rule.check, s, ctx)
@@ -503,6 +697,8 @@ function M.run_unit(unit, opts)
         end
       end
     end
+    rawset(s, "node", nil)
+    setmetatable(s, nil)
   end
   for _, rec in ipairs(sup_records) do
     if not rec.matched then
@@ -517,6 +713,25 @@ function M.run_unit(unit, opts)
     return tostring(a.rule) < tostring(b.rule)
   end)
   return findings, sup_records
+end
+
+--- Lint one migration file.
+---@param unit table effects.analyze(text, file) (unit.text, or opts.text, gives the comments for suppressions)
+---@param opts table { settings, rules, sizes = {["schema.table"] = {rows=, bytes=}} | nil (offline), unit_mode = "file"|"statement", server_version, schema = default schema ("public"), catalog = snapshot | nil, text }
+---@return table[] findings { rule, title, severity, file, line, statement, table, lock, why, alternative, rows, bytes }
+---@return table[] suppressions { rule, reason, file, line, statement, scope, matched }
+function M.run_unit(unit, opts)
+  if type(unit) ~= "table" or type(unit.statements) ~= "table" then
+    error("bad argument #1 to 'run_unit' (a unit of effects.analyze expected) (expected lint.run_unit(unit, opts))", 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+    end
+  end
+  if not opts.rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
+  return M.check(prepare_unit(unit, opts.text), opts)
 end
 
 --- Count findings by severity.
