@@ -3,6 +3,8 @@
 #   make demo       throwaway PostgreSQL + realistic failed migration, resolved by migfix
 #   make test       every test against a real PostgreSQL; ends with "N passed, N failed"
 #   make bench      benchmarks (not tests)
+#   make corpus CORPUS="DIR [DIR...]"  differential state harness over Prisma
+#                   migrations folders (not a test; tests/corpus/README.md)
 #   make asan       build with AddressSanitizer/UBSan into build/asan/migfix
 
 CC      ?= cc
@@ -19,7 +21,7 @@ OBJS    := $(patsubst engine/%.c,$(BUILD)/%.o,$(SRCS))
 LIBOBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 CTESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all deps demo test bench asan clean unit
+.PHONY: all deps demo test bench corpus asan clean unit
 
 all: deps $(BIN)
 
@@ -54,6 +56,9 @@ demo: all
 
 bench: all
 	@tests/bench/run
+
+corpus: all
+	@tests/corpus/run $(CORPUS)
 
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
