@@ -35,6 +35,7 @@ local unistd = require "posix.unistd"
 
 -- bump when the way states are built or judged changes (invalidates cached results)
 local HARNESS_VERSION = "corpus-1"
+local STATE_VERSION = { partial = "2" } -- per state kind, likewise
 
 local ROOT = os.getenv("MIGFIX_ROOT") or "."
 local BIN = os.getenv("MIGFIX_BIN") or (ROOT .. "/migfix")
@@ -79,6 +80,7 @@ end
 
 local RT_SPEC = os.getenv("CORPUS_ROUNDTRIP") or "every:10"
 local rt_sample = sampler(RT_SPEC, "CORPUS_ROUNDTRIP")
+local WRONG_RT = tonumber(os.getenv("CORPUS_ROUNDTRIP_WRONG") or "10") or 10
 local REF_SPEC = os.getenv("CORPUS_REFCHECK") or "last"
 local ref_sample
 if REF_SPEC ~= "last" then ref_sample = sampler(REF_SPEC, "CORPUS_REFCHECK") end
@@ -500,10 +502,49 @@ end
 -- building the states (plain libpq / psql, never migfix's diagnosis)
 ---------------------------------------------------------------------------
 
+--- the partial state's cut c (statements 1..c run): the first half, moved
+--- to the nearest point outside any BEGIN … COMMIT block (a statement-
+--- splitting engine whose next statement fails inside a block rolls the
+--- whole block back, so a cut inside one is not partial), such that 1..c
+--- commits at least one statement and c+1..n holds at least one.
+--- Returns c, or nil and why.
+local function partial_cut(a)
+  local n = #a.spans
+  local tx = {}
+  for i, sp in ipairs(a.spans) do
+    local tree = msql.parse(sp.text)
+    local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
+    local k = node and node.TransactionStmt and node.TransactionStmt.kind
+    if k == "TRANS_STMT_BEGIN" or k == "TRANS_STMT_START" then tx[i] = "begin"
+    elseif k == "TRANS_STMT_COMMIT" then tx[i] = "commit"
+    elseif k == "TRANS_STMT_ROLLBACK" then tx[i] = "rollback" end
+  end
+  local function ok_cut(c)
+    if c < 1 or c >= n then return false end
+    local in_block, pending, committed = false, 0, 0
+    for i = 1, c do
+      if tx[i] == "begin" then in_block, pending = true, 0
+      elseif tx[i] == "commit" then committed, in_block, pending = committed + pending, false, 0
+      elseif tx[i] == "rollback" then in_block, pending = false, 0
+      elseif in_block then pending = pending + 1
+      else committed = committed + 1 end
+    end
+    if in_block or committed == 0 then return false end
+    for i = c + 1, n do if not tx[i] then return true end end
+    return false
+  end
+  local half = n // 2
+  for d = 0, n do
+    if ok_cut(half - d) then return half - d end
+    if ok_cut(half + d) then return half + d end
+  end
+  return nil, "no partial cut: every cut point is inside a BEGIN … COMMIT block or commits nothing (the file is one transaction block)"
+end
+
 local function build_partial(st, a)
   local c = connect(st.db)
   local id = ledger_start(c, st.m)
-  local half = #a.spans // 2
+  local half = a.cut
   for i = 1, half do
     local ok, err, info = c:exec(a.spans[i].text)
     if not ok then
@@ -512,10 +553,10 @@ local function build_partial(st, a)
     end
   end
   -- the next statement fails: an explicit BEGIN the prefix opened rolls back
-  c:exec("ROLLBACK")
   ledger_logs(c, id, adapter_logs(st.m.name, "canceling statement due to lock timeout"))
   c:close()
-  st.note = ("%d of %d statements ran"):format(half, #a.spans)
+  st.note = ("%d of %d statements ran%s"):format(half, #a.spans,
+    half ~= #a.spans // 2 and " (cut moved out of a BEGIN … COMMIT block)" or "")
   return true
 end
 build_partial = timed("build partial", build_partial)
@@ -838,6 +879,7 @@ local function history_run(h, hi)
   local n = #h.migrations
   if LIMIT and LIMIT < n then n = LIMIT end
   local ref_done = {}
+  local wrong_rt_left = WRONG_RT
 
   local function record(rec)
     records[#records + 1] = rec
@@ -877,7 +919,10 @@ local function history_run(h, hi)
     for _, k in ipairs(STATE_KINDS) do
       if WANT[k] and selected then
         if k == "partial" then
-          if a and a.spans and #a.spans >= 2 then kinds[#kinds + 1] = k end
+          if a and a.spans and #a.spans >= 2 then
+            kinds[#kinds + 1] = k
+            a.cut, a.cut_why = partial_cut(a)
+          end
         elseif k == "interrupted" then
           if a and a.cic then kinds[#kinds + 1] = k end
         else
@@ -888,10 +933,14 @@ local function history_run(h, hi)
     local rt_wanted = rt_sample(i)
     local recs, todo, is_todo = {}, {}, {}
     for _, k in ipairs(kinds) do
-      local key = crypto.sha256(table.concat({ HARNESS_VERSION, migfix_sha, m.chain, k, tostring(rt_wanted), RT_SPEC }, "\0"))
+      local key = crypto.sha256(table.concat({ HARNESS_VERSION, STATE_VERSION[k] or "", migfix_sha, m.chain, k,
+        tostring(rt_wanted), RT_SPEC }, "\0"))
       local rec = cache[key]
       if rec then
         recs[k] = rec
+        if rec.roundtrip and rec.class == "wrong" and not rt_wanted and k ~= "interrupted" then
+          wrong_rt_left = wrong_rt_left - 1
+        end
       else
         rec = { key = key, history = h.name, index = i, migration = m.name, state = k }
         recs[k] = rec
@@ -934,8 +983,14 @@ local function history_run(h, hi)
       create_db(st.rt_db, base)
     end
     local function wants_rt(k, rec)
-      return RT_SPEC ~= "none" and rec.plan_writes and rec.class ~= "crash"
-        and (rt_wanted or rec.class == "wrong" or k == "interrupted")
+      if RT_SPEC == "none" or not rec.plan_writes or rec.class == "crash" then return false end
+      if rt_wanted or k == "interrupted" then return true end
+      if rec.class == "wrong" and wrong_rt_left > 0 then
+        -- show a wrong verdict's consequence, for the first few of the history
+        wrong_rt_left = wrong_rt_left - 1
+        return true
+      end
+      return false
     end
     local t_build = proc.now()
 
@@ -944,8 +999,13 @@ local function history_run(h, hi)
       for _, k in ipairs({ "partial", "interrupted" }) do
         if is_todo[k] then
           local st = new_state(k, ("%s_%d_%s"):format(PREFIX, hi, k))
-          create_db(st.db, base)
-          local ok, why = (k == "partial" and build_partial or build_interrupted)(st, a)
+          local ok, why
+          if k == "partial" and not a.cut then
+            ok, why = nil, a.cut_why
+          else
+            create_db(st.db, base)
+            ok, why = (k == "partial" and build_partial or build_interrupted)(st, a)
+          end
           if not ok then
             skip(k, why)
           else
