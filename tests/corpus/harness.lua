@@ -933,9 +933,11 @@ local function history_run(h, hi)
     local rt_wanted = rt_sample(i)
     local recs, todo, is_todo = {}, {}, {}
     for _, k in ipairs(kinds) do
-      local key = crypto.sha256(table.concat({ HARNESS_VERSION, STATE_VERSION[k] or "", migfix_sha, m.chain, k,
-        tostring(rt_wanted), RT_SPEC }, "\0"))
+      local key = crypto.sha256(table.concat({ HARNESS_VERSION, STATE_VERSION[k] or "", migfix_sha, m.chain, k }, "\0"))
       local rec = cache[key]
+      if rec and rt_wanted and RT_SPEC ~= "none" and rec.plan_writes and rec.class ~= "crash" and not rec.roundtrip then
+        rec = nil -- sampled now, not when cached: build it again for the round trip
+      end
       if rec then
         recs[k] = rec
         if rec.roundtrip and rec.class == "wrong" and not rt_wanted and k ~= "interrupted" then
