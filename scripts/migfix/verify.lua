@@ -1206,32 +1206,25 @@ end
 ---------------------------------------------------------------------------
 -- Transactions: which statements commit together
 ---------------------------------------------------------------------------
-local TX_END = { commit = true, ["end"] = true, rollback = true, abort = true }
-local TX_BEGIN = { begin = true, start = true }
+local execution = require "migfix.execution"
+
+--- Whether a failure leaves all of the file or none of it (migfix.execution).
+local function all_or_nothing(unit, unit_mode, server_version)
+  return execution.of(unit, { unit = unit_mode or "file", server_version = server_version }).all_or_nothing
+end
 
 --- Segment number of each statement: statements of one segment commit
---- together (or not at all). unit_mode "file": one implicit transaction,
---- cut by COMMIT/ROLLBACK and around statements that cannot run in one;
---- "statement": each statement alone unless inside BEGIN ... COMMIT.
+--- together (or not at all), from migfix.execution. A file the native
+--- engine cannot run at all (a statement that cannot run in a transaction
+--- block among others) got in only statement by statement, so it is
+--- segmented as a splitting engine runs it.
 local function segments(unit, unit_mode, server_version)
-  local seg, id, open = {}, 0, false
-  for i, s in ipairs(unit.statements or {}) do
-    local word = s.tx_control and type(s.text) == "string" and (s.text:match("^%s*(%a+)") or ""):lower() or nil
-    local nontx = s.non_transactional and not (s.before_pg and server_version and server_version >= s.before_pg)
-    if unit_mode == "statement" then
-      if not open or i == 1 then id = id + 1 end
-      seg[i] = id
-      if word and TX_BEGIN[word] then open = true elseif word and TX_END[word] then open = false end
-    else
-      if i == 1 then id = 1 end
-      if nontx then
-        id = id + 1; seg[i] = id; id = id + 1
-      else
-        seg[i] = id
-        if word and TX_END[word] then id = id + 1 end
-      end
-    end
+  local ex = execution.of(unit, { unit = unit_mode, server_version = server_version })
+  if unit_mode == "file" and ex.note then
+    ex = execution.of(unit, { unit = "statement", server_version = server_version })
   end
+  local seg = {}
+  for i, s in ipairs(unit.statements or {}) do seg[i] = ex.segment_of[s.index or i] or i end
   return seg
 end
 
@@ -1638,22 +1631,13 @@ function M.compare(unit, snap, default_schema, opts)
     verdict = verdict, items = items, counts = counts, summary = summary,
     invalid_indexes = invalid, unit = unit_mode, reason = why_unverifiable,
     proven = proven > 0 and proven_upto or nil,
-    all_or_nothing = unit_mode == "file" and not (unit.flags and (unit.flags.tx_control or unit.flags.non_transactional)) or false,
+    all_or_nothing = all_or_nothing(unit, unit_mode, opts.server_version or snap.server_version),
   }
 end
 
 ---------------------------------------------------------------------------
 -- Which statement failed
 ---------------------------------------------------------------------------
-local function all_or_nothing(unit)
-  local f = unit.flags or {}
-  if f.tx_control or f.non_transactional then return false end
-  for _, s in ipairs(unit.statements or {}) do
-    if s.tx_control or s.non_transactional then return false end
-  end
-  return true
-end
-
 local function describe(it)
   local n = it.name or "?"
   if it.table and (it.kind == "column" or it.kind == "constraint" or it.kind == "trigger") then n = it.table .. "." .. n end
@@ -1676,7 +1660,7 @@ function M.likely_failed_statement(unit, evidence, err)
   if type(evidence) ~= "table" or type(evidence.items) ~= "table" then
     error("bad argument #2 to 'likely_failed_statement' (expected evidence from verify.compare)", 2)
   end
-  local atomic = all_or_nothing(unit) and evidence.unit ~= "statement"
+  local atomic = all_or_nothing(unit, evidence.unit)
   local first
   for _, it in ipairs(evidence.items) do
     local not_done = it.state == "missing" or it.state == "still_present" or it.state == "different"
