@@ -1,4 +1,5 @@
-/* migfix.proc — child processes without a shell, and a few clock/tty helpers.
+/* migfix.proc — child processes without a shell (clocks, sleeping and
+ * terminals are luaposix's: migfix.sys).
  *
  * @module migfix.proc
  *
@@ -669,45 +670,6 @@ static int h_tostring(lua_State *L)
 /* ---- module functions -------------------------------------------------- */
 
 /***
- * Whether fd (0, 1, 2...) is a terminal.
- * @function isatty
- * @tparam int fd
- * @treturn bool
- */
-static int l_isatty(lua_State *L)
-{
-    int fd = (int)luaL_checkinteger(L, 1);
-    lua_pushboolean(L, isatty(fd) == 1);
-    return 1;
-}
-
-/***
- * Monotonic clock in milliseconds (float).
- * @function now
- * @treturn number
- */
-static int l_now(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
-    return 1;
-}
-
-/***
- * Sleep for ms milliseconds.
- * @function sleep
- * @tparam number ms
- */
-static int l_sleep(lua_State *L)
-{
-    lua_Number ms = luaL_checknumber(L, 1);
-    if (ms < 0) return luaL_argerror(L, 1, "must not be negative");
-    sleep_ms((double)ms);
-    return 0;
-}
-
-/***
  * Full path of an executable found on $PATH (or name itself when it
  * contains a slash and is executable).
  * @function which
@@ -740,10 +702,7 @@ static const luaL_Reg metameth[] = {
 };
 
 static const luaL_Reg lib[] = {
-    {"isatty", l_isatty},
-    {"now", l_now},
     {"run", l_run},
-    {"sleep", l_sleep},
     {"spawn", l_spawn},
     {"which", l_which},
     {NULL, NULL}

@@ -28,6 +28,7 @@ local msql = require "migfix.sql"
 local json = require "migfix.json"
 local crypto = require "migfix.crypto"
 local proc = require "migfix.proc"
+local sys = require "migfix.sys"
 local ptime = require "posix.sys.time"
 local pstat = require "posix.sys.stat"
 local dirent = require "posix.dirent"
@@ -154,13 +155,13 @@ end
 
 local function qi(s) return '"' .. s:gsub('"', '""') .. '"' end
 
-local function elapsed(t0) return (proc.now() - t0) / 1000 end
+local function elapsed(t0) return (sys.now_ms() - t0) / 1000 end
 
 -- where the time goes (printed at the end): name -> { seconds, calls }
 local PROFILE = {}
 local function timed(name, f)
   return function(...)
-    local t0 = proc.now()
+    local t0 = sys.now_ms()
     local r = table.pack(f(...))
     local p = PROFILE[name] or { seconds = 0, calls = 0 }
     p.seconds, p.calls = p.seconds + elapsed(t0), p.calls + 1
@@ -366,7 +367,7 @@ end
 
 --- run migfix on a state; stdout and stderr also go to logdir/<name>.json|.stderr
 local function migfix(st, args, name)
-  local t0 = proc.now()
+  local t0 = sys.now_ms()
   local r = run(migfix_argv(st, args), { env = MIGFIX_ENV })
   r.seconds = elapsed(t0)
   write_file(st.logdir .. "/" .. name .. ".json", r.stdout)
@@ -377,7 +378,7 @@ end
 
 --- `diagnose K --json` and `plan --json` side by side (both read-only)
 local function migfix_pair(st)
-  local t0 = proc.now()
+  local t0 = sys.now_ms()
   local hs, out = {}, {}
   for i, job in ipairs({ { "diagnose", { "diagnose", st.m.name, "--json" } }, { "plan", { "plan", "--json" } } }) do
     local base = st.logdir .. "/" .. job[1]
@@ -585,7 +586,7 @@ local function build_interrupted(st, a)
       AND datname = current_database() AND wait_event_type = 'Lock']]))
     if rows[1] then pid = rows[1].pid break end
     if h:poll() then break end
-    proc.sleep(10)
+    sys.sleep_ms(10)
   end
   if pid then assert(c:query("SELECT pg_cancel_backend($1)", pid)) end
   local status = h:wait()
@@ -640,7 +641,7 @@ local function roundtrip(st, rec, ref)
       if rec.class ~= "crash" then rec.class, rec.wrong_why = "wrong", "resolved with an INVALID index" end
     end
   end
-  local t0 = proc.now()
+  local t0 = sys.now_ms()
   local p = run({ PRISMA, url_of(st.db), st.mdir, "migrate", "status" }, { env = { MIGFIX_PRISMA_SCRIPT_MODE = "whole" } })
   rt.prisma_seconds = elapsed(t0)
   write_file(st.logdir .. "/prisma-status.txt", p.stdout .. p.stderr)
@@ -817,7 +818,7 @@ local function refcheck(h, base, upto, mdir, logdir)
   -- into a fresh database; its schema must equal the harness's replay
   local name = PREFIX .. "_prisma_ref"
   create_db(name)
-  local t0 = proc.now()
+  local t0 = sys.now_ms()
   local p = run({ PRISMA, url_of(name), mdir, "migrate", "deploy" }, { env = { MIGFIX_PRISMA_SCRIPT_MODE = "whole" } })
   local res = { migration = upto.name, index = upto.index, prisma_exit = p.code, seconds = elapsed(t0) }
   write_file(logdir .. "/prisma-deploy.txt", p.stdout .. p.stderr)
@@ -852,7 +853,7 @@ end
 link_migration = timed("link migration", link_migration)
 
 local function history_run(h, hi)
-  local t_start = proc.now()
+  local t_start = sys.now_ms()
   local cache = load_cache(h.name)
   local cache_f = assert(io.open(CACHE_DIR .. "/" .. h.name .. ".jsonl", FRESH and "wb" or "ab"))
   local work = OUT .. "/work/" .. h.name
@@ -994,7 +995,7 @@ local function history_run(h, hi)
       end
       return false
     end
-    local t_build = proc.now()
+    local t_build = sys.now_ms()
 
     if not skip_all then
       -- partial and interrupted: clones of the base (1..K-1)
@@ -1044,7 +1045,7 @@ local function history_run(h, hi)
       -- is finished as deploy finishes it: the base is 1..K
       local c = connect(base)
       local id = ledger_start(c, m)
-      local t_k = proc.now()
+      local t_k = sys.now_ms()
       local ok, err, info = c:exec(m.text)
       local pk = PROFILE["run K in the base"] or { seconds = 0, calls = 0 }
       pk.seconds, pk.calls = pk.seconds + elapsed(t_k), pk.calls + 1
@@ -1150,7 +1151,7 @@ end
 -- main
 ---------------------------------------------------------------------------
 
-local t0 = proc.now()
+local t0 = sys.now_ms()
 local started = os.date("!%Y-%m-%dT%H:%M:%SZ")
 say(("corpus: migfix under test %s (home %s, code %s…), round trips %s, reference check %s, states %s"):format(
   BIN, MIGFIX_HOME or "?", migfix_sha:sub(1, 12), RT_SPEC, REF_SPEC, os.getenv("CORPUS_STATES") or "all"))
