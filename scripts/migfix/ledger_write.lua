@@ -146,7 +146,7 @@ end
 --- Hold Prisma's advisory lock for fn(); a bounded wait, then a clear
 --- error naming the holder. The lock is session-level, as Prisma's.
 function M.with_lock(conn, timeout_ms, fn)
-  local ok, err, info = conn:advisory_lock(M.LOCK_KEY, timeout_ms or 10000)
+  local ok, err, info = ledger.acquire_lock(conn, M.LOCK_KEY, timeout_ms or 10000)
   if not ok then
     ui.fail { message = err,
               detail = "another `prisma migrate deploy/resolve` or migfix holds Prisma's migration lock; nothing was written",

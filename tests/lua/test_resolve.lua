@@ -399,7 +399,7 @@ T["lock: another session holds Prisma's lock -> run fails within the bound namin
   write_config(dir, 'return { environments = { default = { timeouts = { advisory_lock = "1s" } } }, default_environment = "default" }\n')
   local before = rows(aurl)
   local holder <close> = assert(db.connect(aurl, { application_name = "prisma-migrate" }))
-  h.eq(holder:advisory_lock(72707369, 1000), true)
+  h.eq(holder:try_advisory_lock(72707369), true)
   local hpid = holder:info().backend_pid
   local t0 = os.time()
   local out, err, rc = mf(dir, url, { "run" })
@@ -420,7 +420,7 @@ T["deploy waits for Prisma's lock, then re-reads the ledger (no double apply)"] 
   L.deploy(aurl, nil, mdir, M1[1])
   write_config(dir, 'return { environments = { default = { timeouts = { advisory_lock = "20s" } } }, default_environment = "default" }\n')
   local holder <close> = assert(db.connect(aurl))
-  h.eq(holder:advisory_lock(72707369, 1000), true)
+  h.eq(holder:try_advisory_lock(72707369), true)
   -- migfix deploy in the background, blocked on the lock
   local tmp = h.tmpdir()
   os.execute(("( %s -C %s --url %s deploy >%s/out 2>&1; echo $? >%s/rc ) &"):format(h.shq(h.bin), h.shq(dir), h.shq(pw_url(name)),
