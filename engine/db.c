@@ -1078,24 +1078,12 @@ static const luaL_Reg lib[] = {
     {NULL, NULL}
 };
 
-static void createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
-{
-    luaL_newmetatable(L, name);
-    luaL_setfuncs(L, meta, 0);
-    if (methods) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-}
-
 int luaopen_migfix_db(lua_State *L)
 {
-    createmeta(L, BOX_MT, box_meta, NULL);
-    createmeta(L, CONN_MT, conn_meta, conn_methods);
-    createmeta(L, TX_MT, tx_meta, tx_methods);
-    createmeta(L, URL_MT, url_meta, NULL);
+    mf_createmeta(L, BOX_MT, box_meta, NULL);
+    mf_createmeta(L, CONN_MT, conn_meta, conn_methods);
+    mf_createmeta(L, TX_MT, tx_meta, tx_methods);
+    mf_createmeta(L, URL_MT, url_meta, NULL);
     luaL_newlib(L, lib);
     mf_pushnull(L);
     lua_setfield(L, -2, "NULL");

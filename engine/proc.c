@@ -216,11 +216,9 @@ static struct strv *strv_new(lua_State *L)
     struct strv *s = lua_newuserdatauv(L, sizeof *s, 0);
     s->v = NULL;
     s->n = s->cap = 0;
-    if (luaL_newmetatable(L, "migfix.proc.strv")) {
-        lua_pushcfunction(L, strv_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    static const luaL_Reg strv_meta[] = {{"__gc", strv_gc}, {"__close", strv_gc}, {NULL, NULL}};
+    mf_createmeta(L, "migfix.proc.strv", strv_meta, NULL);
+    luaL_setmetatable(L, "migfix.proc.strv");
     return s;
 }
 
@@ -696,7 +694,6 @@ static const luaL_Reg meth[] = {
 static const luaL_Reg metameth[] = {
     {"__close", h_gc},
     {"__gc", h_gc},
-    {"__index", NULL},
     {"__tostring", h_tostring},
     {NULL, NULL}
 };
@@ -710,13 +707,7 @@ static const luaL_Reg lib[] = {
 
 int luaopen_migfix_proc(lua_State *L)
 {
-    if (luaL_newmetatable(L, PROC_MT)) {
-        luaL_setfuncs(L, metameth, 0);
-        luaL_newlibtable(L, meth);
-        luaL_setfuncs(L, meth, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, PROC_MT, metameth, meth);
     luaL_newlib(L, lib);
     return 1;
 }

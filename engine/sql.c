@@ -633,20 +633,13 @@ static int exit_gc(lua_State *L)
     return 0;
 }
 
+static const luaL_Reg result_meta[] = {{"__gc", result_gc}, {"__close", result_gc}, {NULL, NULL}};
+static const luaL_Reg stream_meta[] = {{"__gc", stream_gc}, {"__close", stream_gc}, {NULL, NULL}};
+
 int luaopen_migfix_sql(lua_State *L)
 {
-    if (luaL_newmetatable(L, RESULT_MT)) {
-        lua_pushcfunction(L, result_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, STREAM_MT)) {
-        lua_pushcfunction(L, stream_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, RESULT_MT, result_meta, NULL);
+    mf_createmeta(L, STREAM_MT, stream_meta, NULL);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &exit_anchor) == LUA_TNIL) {
         lua_newuserdatauv(L, 1, 0);
         lua_createtable(L, 0, 1);
