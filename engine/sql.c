@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdint.h>
+#include <ctype.h>
 #include <string.h>
 
 #include <cJSON.h>
@@ -252,10 +253,12 @@ static void push_span_at(lua_State *L, const char *s, size_t total, size_t loc, 
         i = skip_space(s, i, end);
     }
     if (last > end) last = end;
+    /* a token that runs to the end (an unterminated quote or comment, found
+     * by make fuzz) may take trailing blanks with it: they are not the span's */
+    while (last > start + 1 && isspace((unsigned char)s[last - 1])) last--;
     if (start < lc->pos) { lc->pos = 0; lc->line = 1; }
     lua_Integer line = line_at(s, lc, start);
     lua_Integer eline = line_at(s, lc, last - 1);
-    if (s[last - 1] == '\n') eline--; /* cannot happen for a token end, but be safe */
     lua_createtable(L, 0, 5);
     lua_pushlstring(L, s + start, last - start);
     lua_setfield(L, -2, "text");

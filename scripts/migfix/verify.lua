@@ -684,10 +684,11 @@ function M.expected(unit, default_schema)
   local unverifiable = {}
   local function unv(raw, e, reason, needs_cover)
     local r, nc = unverifiable_reason(raw)
+    if needs_cover == nil then needs_cover = nc end  -- (not `x == nil and nc or x`: nc may be false)
     unverifiable[#unverifiable + 1] = {
       kind = e.kind, action = e.action == "unverifiable" and "unverifiable" or e.action, stmt = e.stmt, line = e.line,
       schema = raw.schema, name = e.name, table = e.table, reason = reason or r,
-      needs_cover = needs_cover == nil and nc or needs_cover, reindex = raw.reindex, node = raw.node, temp = raw.temp,
+      needs_cover = needs_cover, reindex = raw.reindex, node = raw.node, temp = raw.temp,
       in_do = raw.in_do,
     }
   end
