@@ -21,18 +21,50 @@ local function copy(t)
   return o
 end
 
+-- Strings share one metatable with the host. Its __index becomes a copy of
+-- the string library without dump (so ("").dump is nil), and __metatable
+-- hides the metatable itself from getmetatable: no policy or rule can reach
+-- the table every string method call of the host goes through.
+do
+  local smt = getmetatable("")
+  if smt and smt.__metatable == nil then
+    local lib = copy(string)
+    lib.dump = nil
+    smt.__index = lib
+    smt.__metatable = false
+  end
+end
+
+-- The deadline of the evaluation running now (M.with_deadline): once it has
+-- passed, every hook call raises again and a sandboxed pcall re-raises, so
+-- pcall cannot swallow it.
+local expired_what
+
+local function sandboxed_pcall(f, ...)
+  local res = table.pack(pcall(f, ...))
+  if expired_what then error(expired_what, 0) end
+  return table.unpack(res, 1, res.n)
+end
+
+local function sandboxed_getmetatable(v)
+  if type(v) == "string" then return nil end
+  return getmetatable(v)
+end
+
 --- The allow-listed base every policy runs on: no io, no os.execute/exit,
---- no load/loadfile/dofile/require (except declared modules), no
---- string.dump; reading or writing an undeclared global raises.
+--- no os.getenv (the environment holds the database URLs), no
+--- load/loadfile/dofile/require (except declared modules), no string.dump
+--- and no way to the strings' metatable; a pcall cannot swallow the
+--- deadline; reading or writing an undeclared global raises.
 function M.sandbox(file, declared)
   local str = copy(string)
   str.dump = nil
   local env = {
     assert = assert, error = error, ipairs = ipairs, pairs = pairs, next = next, select = select,
-    tonumber = tonumber, tostring = tostring, type = type, pcall = pcall, rawequal = rawequal,
-    rawget = rawget, rawlen = rawlen, setmetatable = setmetatable, getmetatable = getmetatable,
+    tonumber = tonumber, tostring = tostring, type = type, pcall = sandboxed_pcall, rawequal = rawequal,
+    rawget = rawget, rawlen = rawlen, setmetatable = setmetatable, getmetatable = sandboxed_getmetatable,
     string = str, table = copy(table), math = copy(math), utf8 = copy(utf8),
-    os = { time = os.time, date = os.date, clock = os.clock, getenv = os.getenv },
+    os = { time = os.time, date = os.date, clock = os.clock },
   }
   local required = { loaded = false, declared = false }
   env.require = function(name)
@@ -59,10 +91,13 @@ end
 function M.with_deadline(what, seconds, fn, ...)
   seconds = seconds or M.DEADLINE_SECONDS
   local deadline = os.clock() + seconds
+  local msg = ("%s ran longer than %s s (deadline)"):format(what or "policy", tostring(seconds))
+  local outer = expired_what
+  expired_what = nil
   debug.sethook(function()
-    if os.clock() > deadline then
-      debug.sethook()
-      error(("%s ran longer than %d s (deadline)"):format(what or "policy", seconds), 2)
+    if expired_what or os.clock() > deadline then
+      expired_what = msg
+      error(msg, 2)  -- again at every hook call until the evaluation returns
     end
   end, "", 100000)
   local res = table.pack(xpcall(fn, function(e)
@@ -70,6 +105,8 @@ function M.with_deadline(what, seconds, fn, ...)
     return debug.traceback(tostring(e), 2)
   end, ...))
   debug.sethook()
+  if expired_what and res[1] then res = table.pack(false, msg) end
+  expired_what = outer
   return table.unpack(res, 1, res.n)
 end
 
