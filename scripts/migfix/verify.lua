@@ -1461,6 +1461,16 @@ function M.compare(unit, snap, default_schema, opts)
       else
         class = "drift"
       end
+      if class == "not_done" and not progress and entry.renamed_from and entry.created then
+        -- created here under another name and renamed onto this one (which
+        -- an older object still holds): the create ran, the rename did not
+        local old = copy(entry)
+        old.name = entry.renamed_from
+        if old_still_there(old, snap, default_schema) then
+          item.old_present = true
+          progress = entry.first_stmt
+        end
+      end
       if entry.kind == "index" and found and found.valid == false then add_invalid(found) end
     elseif item.state == "present" or item.state == "absent" then class = "done"
     elseif item.state == "missing" or item.state == "still_present" then class = "not_done"

@@ -655,6 +655,17 @@ ALTER TABLE "Image" RENAME COLUMN "needsReview_new" TO "needsReview";
 ]],
   complete = "complete", absent = "absent", k = 2, partial = "partial",
 })
+shape("a new column backfilled, the old one dropped, the new one renamed onto its name; the cut before the drop", {
+  earlier = { [[CREATE TABLE "Pic" ("id" INTEGER NOT NULL, "level" BOOLEAN, CONSTRAINT "Pic_pkey" PRIMARY KEY ("id"));
+INSERT INTO "Pic" VALUES (1, true), (2, NULL);]] },
+  sql = [[ALTER TABLE "Pic" ADD COLUMN "level_tmp" TEXT;
+UPDATE "Pic" SET "level_tmp" = 'high' WHERE "level" = true;
+ALTER TABLE "Pic" DROP COLUMN "level";
+ALTER TABLE "Pic" RENAME COLUMN "level_tmp" TO "level";
+]],
+  -- partial: "level_tmp" is there under the name the file created it with
+  complete = { "complete", "unverifiable" }, absent = "absent", k = 2, partial = "partial",
+})
 shape("an array default with a cast (civitai user_referral_code_crated_at)", {
   earlier = { [[CREATE TYPE "Step" AS ENUM ('Moderation', 'Buzz', 'Other');
 CREATE TABLE "User" ("id" INTEGER NOT NULL, "steps" "Step"[] DEFAULT ARRAY['Other']::"Step"[], CONSTRAINT "User_pkey" PRIMARY KEY ("id"));
