@@ -1783,6 +1783,7 @@ function M.compare(unit, snap, default_schema, opts)
     partial = "some of the migration's changes are in the database, some are not",
     drifted = "the database differs from what the migration would leave",
     unverifiable = verifiable == 0 and "nothing in the migration can be checked in the catalog"
+      or (not_done > 0 and "some of the migration's changes are not in the database, and the catalog cannot tell whether the rest ran")
       or "every checked object is as the migration leaves it, but not everything can be checked",
   })[verdict]
   local summary = lead .. (#parts > 0 and (" (" .. table.concat(parts, ", ") .. ")") or "")
