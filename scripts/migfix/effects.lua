@@ -997,9 +997,72 @@ H.AlterSeqStmt = function(ctx, n)
               if_exists = n.missing_ok == true })
 end
 
+-- The output column name PostgreSQL gives a select-list item without an
+-- alias (parse_target.c FigureColnameInternal), for the node kinds modelled
+-- here: name, strength (2 a real name, 1 a fallback, 0 none); nil when the
+-- item is of a kind not modelled (the caller then gives up).
+local function figure_colname(v)
+  if type(v) ~= "table" then return nil end
+  if v.ColumnRef then
+    local f = v.ColumnRef.fields or {}
+    local last = f[#f]
+    if type(last) ~= "table" or not last.String then return nil end -- t.*: expanded, not one column
+    return sval(last), 2
+  elseif v.FuncCall then
+    local f = v.FuncCall.funcname or {}
+    local nm = sval(f[#f])
+    if type(nm) ~= "string" then return nil end
+    return nm, 2
+  elseif v.A_Const then
+    return "?column?", 0
+  elseif v.CoalesceExpr then
+    return "coalesce", 2
+  elseif v.TypeCast then
+    local nm, strength = figure_colname(v.TypeCast.arg)
+    if nm == nil then return nil end
+    if strength <= 1 then
+      local names = v.TypeCast.typeName and v.TypeCast.typeName.names or {}
+      local t = sval(names[#names])
+      if type(t) ~= "string" then return nil end
+      return t, 1
+    end
+    return nm, strength
+  elseif v.CaseExpr then
+    local nm, strength = "?column?", 0
+    if v.CaseExpr.defresult then
+      nm, strength = figure_colname(v.CaseExpr.defresult)
+      if nm == nil then return nil end
+    end
+    if strength <= 1 then return "case", 1 end
+    return nm, strength
+  end
+  return nil
+end
+
+--- The output column names of a view's query (its column list first), in
+--- order, when every one is certain; nil otherwise (SELECT *, VALUES,
+--- expressions PostgreSQL names "?column?" or by rules not modelled here).
+local function query_columns(query, aliases)
+  local q = query and query.SelectStmt
+  while q and q.op and q.op ~= "SETOP_NONE" do q = q.larg end
+  if not q or not q.targetList then return nil end
+  local out = {}
+  for i, t in ipairs(q.targetList) do
+    local r = t.ResTarget
+    if not r then return nil end
+    local nm = aliases and aliases[i] and sval(aliases[i]) or r.name or figure_colname(r.val)
+    if nm ~= nil and #nm > 63 then return nil end -- truncated by PostgreSQL
+    if type(nm) ~= "string" or nm == "" then return nil end
+    out[i] = nm
+  end
+  if aliases and #aliases > #out then return nil end
+  return out
+end
+
 H.ViewStmt = function(ctx, n)
   local schema, name = rangevar(ctx, n.view)
-  emit(ctx, { action = "create", kind = "view", schema = schema, name = name, or_replace = n.replace == true })
+  emit(ctx, { action = "create", kind = "view", schema = schema, name = name, or_replace = n.replace == true,
+              out_columns = query_columns(n.query, n.aliases) })
 end
 
 H.CreateTableAsStmt = function(ctx, n)
@@ -1009,6 +1072,7 @@ H.CreateTableAsStmt = function(ctx, n)
               if_not_exists = n.if_not_exists == true, temp = temp or nil }
   if temp and n.into.onCommit == "ONCOMMIT_DROP" then e.on_commit_drop = true end
   if kind == "table" then e.columns_complete = false; e.columns = {}; e.partitioned = false end
+  if kind == "matview" then e.out_columns = query_columns(n.query, n.into and n.into.colNames) end
   emit(ctx, e)
 end
 
