@@ -727,6 +727,490 @@ function M.check(conn, d, o)
   return data
 end
 
+-- ------------------------------------------------------------------ fixed points of data statements
+
+--- A data statement (UPDATE, DELETE, INSERT) leaves the rows in a state the
+--- catalog does not show. Its fixed point can be read from the rows: an
+--- UPDATE has run when no row it selects still differs from what it sets, a
+--- DELETE when no row it selects is left, an INSERT when every row it would
+--- insert is there. `fixpoints` counts, read-only, the rows that would still
+--- change. Only statements whose meaning does not move with time are read:
+--- every function immutable, no DEFAULT, no sequence, no CTE, no trigger on
+--- the target, no later statement of the file touching a table it reads or
+--- writes. Anything else stays unverifiable (docs/effects.md "Data").
+
+local FP_VERBS = { UpdateStmt = "UPDATE", DeleteStmt = "DELETE", InsertStmt = "INSERT" }
+-- nodes whose value is not a function of the rows: the statement is not read
+local FP_REFUSE = {
+  SQLValueFunction = "it reads the clock or the session (CURRENT_TIMESTAMP, CURRENT_USER, ...)",
+  SetToDefault = "it sets a column's DEFAULT, which the rows cannot be compared with",
+  MultiAssignRef = "it sets several columns from one row expression",
+  ParamRef = "it has a parameter",
+  CurrentOfExpr = "it uses WHERE CURRENT OF",
+  NextValueExpr = "it draws from a sequence",
+  RangeFunction = "it reads rows from a function",
+}
+
+local function fp_name(s, t)
+  if t.t == "qident" then return (s:sub(t.s + 1, t.e - 1):gsub('""', '"')) end
+  return t.w
+end
+
+--- the tree's facts: function names, referenced tables, the first refusal
+local function fp_walk(node, acc)
+  if type(node) ~= "table" then return end
+  for k, v in pairs(node) do
+    if type(k) == "string" and FP_REFUSE[k] and not acc.refuse then acc.refuse = FP_REFUSE[k] end
+    if k == "FuncCall" and type(v) == "table" then
+      local parts = {}
+      for _, s in ipairs(v.funcname or {}) do parts[#parts + 1] = s.String and (s.String.sval or s.String.str) end
+      if #parts > 0 then acc.funcs[parts[#parts]] = true end
+      if v.over and not acc.refuse then acc.refuse = "it uses a window function" end
+    elseif k == "RangeVar" and type(v) == "table" and v.relname then
+      acc.tables[#acc.tables + 1] = { schema = v.schemaname, name = v.relname }
+    elseif (k == "withClause" or k == "intoClause") and v and not acc.refuse then
+      acc.refuse = k == "withClause" and "it has a WITH clause" or "it creates a table"
+    elseif k == "lockingClause" and v and not acc.refuse then
+      acc.refuse = "it locks rows (FOR UPDATE)"
+    end
+    if type(v) == "table" then fp_walk(v, acc) end
+  end
+end
+
+--- tokens at depth 0 of s between token indexes a and b (inclusive): the source text
+local function fp_text(s, toks, a, b)
+  if not toks[a] or not toks[b] or b < a then return nil end
+  return s:sub(toks[a].s, toks[b].e)
+end
+
+--- depth-0 clause keywords of an UPDATE/DELETE/INSERT: name -> token index
+local function fp_clauses(toks)
+  local at, depth = {}, 0
+  for k, t in ipairs(toks) do
+    if t.t == "(" or t.t == "[" then depth = depth + 1
+    elseif t.t == ")" or t.t == "]" then depth = depth - 1
+    elseif depth == 0 and t.t == "word" then
+      local prev = toks[k - 1]
+      local w = t.w
+      if w == "from" and prev and prev.t == "word" and prev.w == "distinct" then w = nil end
+      if w and (w == "set" or w == "from" or w == "where" or w == "returning" or w == "using"
+        or w == "values" or w == "select" or w == "overriding" or w == "default") and not at[w] then
+        at[w] = k
+      end
+      if w == "on" and toks[k + 1] and toks[k + 1].t == "word" and toks[k + 1].w == "conflict" and not at.on_conflict then
+        at.on_conflict = k
+      end
+    end
+  end
+  return at
+end
+
+--- the first of the clause indexes after k (or #toks + 1)
+local function fp_next(at, k, n, names)
+  local best = n + 1
+  for _, nm in ipairs(names) do
+    local i = at[nm]
+    if i and i > k and i < best then best = i end
+  end
+  return best
+end
+
+--- depth-0 comma-separated parts of tokens a..b: list of {a, b}
+local function fp_split(toks, a, b)
+  local parts, depth, st = {}, 0, a
+  for k = a, b do
+    local t = toks[k]
+    if t.t == "(" or t.t == "[" then depth = depth + 1
+    elseif t.t == ")" or t.t == "]" then depth = depth - 1
+    elseif depth == 0 and t.t == "," then parts[#parts + 1] = { st, k - 1 }; st = k + 1 end
+  end
+  parts[#parts + 1] = { st, b }
+  return parts
+end
+
+local function strip_semicolon(toks)
+  while toks[#toks] and toks[#toks].t == ";" do toks[#toks] = nil end
+  return toks
+end
+
+--- the target relation as SQL, and the key of its snapshot entry
+local function fp_target(rv, schema)
+  local s = rv.schemaname or schema
+  local rel = (rv.inh == false and "ONLY " or "") .. qi(s) .. "." .. qi(rv.relname)
+  local alias = rv.alias and rv.alias.aliasname
+  return rel .. (alias and (" AS " .. qi(alias)) or ""), s .. "." .. rv.relname, alias or rv.relname
+end
+
+--- Derive the fixed-point query of statement s (or nil, why).
+local function fp_query(s, node, kind, tbl, schema)
+  local toks = strip_semicolon(lex(s.text))
+  local at = fp_clauses(toks)
+  local n = #toks
+  local target, _, ref = fp_target(node.relation, schema)
+  if kind == "DeleteStmt" then
+    local from = {}
+    if at.using then
+      local b = fp_next(at, at.using, n, { "where", "returning" }) - 1
+      from[#from + 1] = fp_text(s.text, toks, at.using + 1, b)
+      if not from[1] then return nil, "its USING list could not be read" end
+    end
+    local where
+    if node.whereClause then
+      if not at.where then return nil, "its WHERE clause could not be read" end
+      where = fp_text(s.text, toks, at.where + 1, fp_next(at, at.where, n, { "returning" }) - 1)
+      if not where then return nil, "its WHERE clause could not be read" end
+    end
+    return ("SELECT count(*) AS n FROM %s%s%s"):format(target,
+      from[1] and (", " .. from[1]) or "", where and (" WHERE (" .. where .. ")") or ""),
+      "%d %s it deletes %s still there", "no row it deletes is left"
+  elseif kind == "UpdateStmt" then
+    if not at.set then return nil, "its SET list could not be read" end
+    local set_end = fp_next(at, at.set, n, { "from", "where", "returning" }) - 1
+    local parts = fp_split(toks, at.set + 1, set_end)
+    local targets = node.targetList or {}
+    if #parts ~= #targets then return nil, "its SET list could not be read" end
+    local conds = {}
+    for i, p in ipairs(parts) do
+      local rt = targets[i].ResTarget or {}
+      local t1, t2 = toks[p[1]], toks[p[1] + 1]
+      if rt.indirection or not t1 or (t1.t ~= "word" and t1.t ~= "qident") or not t2 or t2.t ~= "=" then
+        return nil, "it sets part of a column (a field or an array element)"
+      end
+      if fp_name(s.text, t1) ~= rt.name then
+        return nil, "its SET list could not be read"
+      end
+      local col = tbl.columns[rt.name]
+      if not col or not col.type then return nil, ("column \"%s\" is not in the catalog"):format(rt.name) end
+      if col.generated then return nil, ("column \"%s\" is generated"):format(rt.name) end
+      local expr = fp_text(s.text, toks, p[1] + 2, p[2])
+      if not expr then return nil, "its SET list could not be read" end
+      conds[#conds + 1] = ("%s.%s IS NOT DISTINCT FROM CAST((%s) AS %s)"):format(qi(ref), qi(rt.name), expr, col.type)
+    end
+    local from
+    if node.fromClause then
+      if not at.from then return nil, "its FROM list could not be read" end
+      from = fp_text(s.text, toks, at.from + 1, fp_next(at, at.from, n, { "where", "returning" }) - 1)
+      if not from then return nil, "its FROM list could not be read" end
+    end
+    local where
+    if node.whereClause then
+      if not at.where then return nil, "its WHERE clause could not be read" end
+      where = fp_text(s.text, toks, at.where + 1, fp_next(at, at.where, n, { "returning" }) - 1)
+      if not where then return nil, "its WHERE clause could not be read" end
+    end
+    return ("SELECT count(*) AS n FROM %s%s WHERE %sNOT (%s)"):format(target, from and (", " .. from) or "",
+      where and ("(" .. where .. ") AND ") or "", table.concat(conds, " AND ")),
+      "%d %s it selects %s not what it sets", "no row it selects differs from what it sets"
+  else -- InsertStmt
+    if node.onConflictClause and node.onConflictClause.action ~= "ONCONFLICT_NOTHING" then
+      return nil, "it updates rows ON CONFLICT"
+    end
+    if at.overriding then return nil, "it overrides an identity column" end
+    local sel = node.selectStmt and node.selectStmt.SelectStmt
+    if not sel then return nil, "it inserts DEFAULT VALUES" end
+    local src_a = at.values or at.select
+    if at.values and at.select then src_a = math.min(at.values, at.select) end
+    if not src_a then return nil, "its source rows could not be read" end
+    local src_b = fp_next(at, src_a, n, { "on_conflict", "returning" }) - 1
+    local src = fp_text(s.text, toks, src_a, src_b)
+    if not src then return nil, "its source rows could not be read" end
+    local width
+    if sel.valuesLists then
+      local first = sel.valuesLists[1]
+      width = first and first.List and #(first.List.items or {}) or nil
+    elseif sel.targetList then
+      width = #sel.targetList
+      for _, rt in ipairs(sel.targetList) do
+        local v = rt.ResTarget and rt.ResTarget.val
+        if v and v.ColumnRef and v.ColumnRef.fields then
+          for _, f in ipairs(v.ColumnRef.fields) do
+            if f.A_Star then return nil, "it inserts SELECT *" end
+          end
+        end
+      end
+    end
+    if not width or width == 0 then return nil, "its source rows could not be read" end
+    local cols = {}
+    if node.cols then
+      for _, c in ipairs(node.cols) do
+        local rt = c.ResTarget or {}
+        if rt.indirection then return nil, "it inserts into part of a column" end
+        cols[#cols + 1] = rt.name
+      end
+    else
+      for _, name in ipairs(tbl.column_order or {}) do
+        if #cols < width then cols[#cols + 1] = name end
+      end
+    end
+    if #cols ~= width then return nil, "its column list could not be matched with its rows" end
+    -- columns whose value is drawn anew on every run cannot be matched
+    local volatile_cols = {}
+    if sel.valuesLists then
+      for _, row in ipairs(sel.valuesLists) do
+        for i, item in ipairs(row.List and row.List.items or {}) do
+          local acc = { funcs = {}, tables = {} }
+          fp_walk({ item }, acc)
+          if next(acc.funcs) then volatile_cols[i] = acc.funcs end
+        end
+      end
+    else
+      for i, rt in ipairs(sel.targetList) do
+        local acc = { funcs = {}, tables = {} }
+        fp_walk({ rt }, acc)
+        if next(acc.funcs) then volatile_cols[i] = acc.funcs end
+      end
+    end
+    local names, conds = {}, {}
+    for i, c in ipairs(cols) do
+      local col = tbl.columns[c]
+      if not col or not col.type then return nil, ("column \"%s\" is not in the catalog"):format(c) end
+      names[i] = qi("c" .. i)
+      if not volatile_cols[i] then
+        conds[#conds + 1] = ("t.%s IS NOT DISTINCT FROM CAST(v.%s AS %s)"):format(qi(c), names[i], col.type)
+      end
+    end
+    return ("SELECT count(*) AS n FROM (%s) AS v(%s) WHERE NOT EXISTS (SELECT 1 FROM %s AS t WHERE %s)"):format(
+      src, table.concat(names, ", "), fp_target({ schemaname = node.relation.schemaname, relname = node.relation.relname,
+        inh = node.relation.inh }, schema), #conds > 0 and table.concat(conds, " AND ") or "true"),
+      "%d %s it inserts %s not there", "every row it inserts is there", volatile_cols, #conds, cols
+  end
+end
+
+--- Whether a later statement of the file changes what this one's fixed
+--- point reads: the tables it reads or writes, the columns it names. On the
+--- target itself a later DELETE (rows only go), a later UPDATE of other
+--- columns, and DDL that leaves the named columns' values alone (indexes,
+--- constraints, triggers, comments, new columns, NOT NULL, defaults) do not
+--- move an UPDATE's or DELETE's fixed point; anything else does.
+local FP_HARMLESS = { VariableSetStmt = true, VariableShowStmt = true, CommentStmt = true }
+local FP_DDL_OK = { index = true, constraint = true, trigger = true, comment = true }
+
+--- column names a statement names (ColumnRef's last field, SET targets, INSERT columns)
+local function fp_columns(node, out)
+  out = out or {}
+  if type(node) ~= "table" then return out end
+  if node.ColumnRef and node.ColumnRef.fields then
+    local f = node.ColumnRef.fields
+    local last = f[#f]
+    if last and last.String then out[last.String.sval or last.String.str] = true end
+  end
+  if node.ResTarget and node.ResTarget.name then out[node.ResTarget.name] = true end
+  for _, v in pairs(node) do if type(v) == "table" then fp_columns(v, out) end end
+  return out
+end
+
+local function fp_later(unit, idx, kind, target, tables, refcols, schema)
+  local set = {}
+  for _, t in ipairs(tables) do set[(t.schema or schema) .. "." .. t.name] = true end
+  local tkey = (target.schema or schema) .. "." .. target.name
+  local later_kind = {}
+  for _, st in ipairs(unit.statements or {}) do later_kind[st.index] = st end
+  for _, e in ipairs(unit.effects or {}) do
+    if e.stmt and e.stmt > idx then
+      local sch = e.schema or schema
+      local key = (e.table and (sch .. "." .. e.table)) or ((e.kind == "table" or e.kind == "view" or e.kind == "matview")
+        and e.name and (sch .. "." .. e.name)) or nil
+      local hit = (key and set[key]) or (e.new_name and set[sch .. "." .. e.new_name])
+      if hit and key == tkey and kind ~= "InsertStmt" then
+        local st = later_kind[e.stmt] or {}
+        if e.kind == "data" and st.kind == "DeleteStmt" then
+          hit = false
+        elseif e.kind == "data" and st.kind == "UpdateStmt" then
+          local tree = sql.parse(st.text)
+          local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt and tree.stmts[1].stmt.UpdateStmt
+          if node then
+            hit = false
+            for _, rt in ipairs(node.targetList or {}) do
+              local n = rt.ResTarget and rt.ResTarget.name
+              if not n or refcols[n] then hit = true end
+            end
+          end
+        elseif FP_DDL_OK[e.kind] and e.action ~= "rename" then
+          hit = false
+        elseif e.kind == "column" and not refcols[e.name] and e.action ~= "rename" then
+          hit = false
+        elseif e.kind == "column" and e.action == "alter" and type(e.set) == "table" and e.set.type == nil then
+          hit = false
+        end
+      end
+      if hit then
+        return ("statement %d (line %s) changes \"%s\" afterwards: the rows now are not the rows this statement left"):format(
+          e.stmt, tostring(e.line or "?"), e.table or e.name or e.new_name)
+      end
+      if e.action == "unverifiable" and e.kind ~= "data" and not FP_HARMLESS[e.node or ""] then
+        return ("statement %d (line %s) runs afterwards and what it changes cannot be read"):format(e.stmt, tostring(e.line or "?"))
+      end
+    end
+  end
+  return nil
+end
+
+---Read-only fixed-point checks of a file's data statements.
+---@param conn userdata a connection, not inside a transaction (o.connect gives another otherwise)
+---@param unit table from migfix.effects.analyze
+---@param snap table the catalog snapshot (the target tables and their triggers)
+---@param o {schema: string, timeout_ms: integer?, connect: function?}
+---@return table by statement index: { state = "done"|"not_done"|"unknown", verb, table, schema,
+---        rows, sql, summary, reason }
+function M.fixpoints(conn, unit, snap, o)
+  o = o or {}
+  local schema = o.schema or "public"
+  local out, plans = {}, {}
+  local temp, in_do = {}, {}
+  for _, e in ipairs(unit.effects or {}) do
+    if e.kind == "data" and e.stmt then
+      if e.temp then temp[e.stmt] = true end
+      if e.in_do then in_do[e.stmt] = true end
+    end
+  end
+  for _, s in ipairs(unit.statements or {}) do
+    local verb = FP_VERBS[s.kind]
+    if verb and not temp[s.index] and not in_do[s.index] then
+      local r = { verb = verb, state = "unknown" }
+      out[s.index] = r
+      local tree = sql.parse(s.text)
+      local st = tree and tree.stmts and #tree.stmts == 1 and tree.stmts[1].stmt
+      local node = st and st[s.kind]
+      if not node or not node.relation then
+        r.reason = "the statement could not be read again"
+      else
+        r.schema, r.table = node.relation.schemaname or schema, node.relation.relname
+        local key = r.schema .. "." .. r.table
+        local tbl = snap.tables and snap.tables[key]
+        -- the target (a bare RangeVar in the tree) and every table it reads
+        local acc = { funcs = {}, tables = { { schema = node.relation.schemaname, name = node.relation.relname } } }
+        fp_walk(node, acc)
+        local has_trigger = false
+        for _, tg in pairs(snap.triggers or {}) do
+          if tg.schema == r.schema and tg.table == r.table and tg.enabled ~= "D" then has_trigger = true end
+        end
+        -- the target read again (a self-join, a subquery over it): what it
+        -- selects moves with what it wrote, re-running may change more rows
+        for k = 2, #acc.tables do
+          local t = acc.tables[k]
+          if (t.schema or schema) == r.schema and t.name == r.table and not acc.refuse then
+            acc.refuse = ("it reads \"%s\" again while writing it: what it selects moves with what it wrote"):format(r.table)
+          end
+        end
+        -- an UPDATE whose new values read the columns it sets is not
+        -- idempotent ("qty" = "qty" + 1): its rows never show a fixed point
+        if s.kind == "UpdateStmt" and not acc.refuse then
+          local setcols = {}
+          for _, rt in ipairs(node.targetList or {}) do
+            if rt.ResTarget and rt.ResTarget.name then setcols[rt.ResTarget.name] = true end
+          end
+          for _, rt in ipairs(node.targetList or {}) do
+            local used = fp_columns(rt.ResTarget and rt.ResTarget.val or {})
+            for c in pairs(used) do
+              if setcols[c] and not acc.refuse then
+                acc.refuse = ("the value it sets reads column \"%s\", which it also sets: running it again may change the row again"):format(c)
+              end
+            end
+          end
+        end
+        if acc.refuse then r.reason = acc.refuse
+        elseif not tbl or (tbl.kind ~= "r" and tbl.kind ~= "p") then
+          r.reason = ("table \"%s\" is not in the catalog"):format(r.table)
+        elseif tbl.locked then r.reason = ("table \"%s\" is locked by another session"):format(r.table)
+        elseif has_trigger then r.reason = ("table \"%s\" has triggers, which may change what the statement wrote"):format(r.table)
+        else
+          local why = fp_later(unit, s.index, s.kind, acc.tables[1], acc.tables, fp_columns(node), schema)
+          if why then r.reason = why
+          else
+            local q, not_done_text, done_text, volatile_cols, matched, cols = fp_query(s, node, s.kind, tbl, schema)
+            local weak
+            if q and volatile_cols and next(volatile_cols) then
+              -- rows matched on some columns only: "there" counts only when
+              -- those columns hold a unique key (the row cannot have been
+              -- there before, or the INSERT would have failed on it)
+              local compared = {}
+              for i, c in ipairs(cols or {}) do if not volatile_cols[i] then compared[c] = true end end
+              local keyed = false
+              for _, ix in pairs(snap.indexes or {}) do
+                if ix.schema == r.schema and ix.table == r.table and ix.unique and ix.valid ~= false and not ix.predicate
+                  and #ix.columns > 0 then
+                  local all = true
+                  for _, c in ipairs(ix.columns) do if type(c) ~= "string" or not compared[c] then all = false end end
+                  if all then keyed = true end
+                end
+              end
+              if not keyed then
+                local drawn = {}
+                for i, c in ipairs(cols or {}) do if volatile_cols[i] then drawn[#drawn + 1] = '"' .. c .. '"' end end
+                weak = ("%s drawn anew on each run, and the other columns hold no unique key: rows like these may have been there before"):format(
+                  table.concat(drawn, ", ") .. (#drawn == 1 and " is" or " are"))
+              end
+            end
+            if not q then r.reason = not_done_text
+            elseif matched == 0 then r.reason = "every column it inserts is drawn anew on each run"
+            else
+              -- functions: those of a drawn-anew INSERT column are allowed (not compared)
+              local need = {}
+              for f in pairs(acc.funcs) do need[f] = true end
+              for _, fs in pairs(volatile_cols or {}) do for f in pairs(fs) do need[f] = nil end end
+              local check = sql.parse(q)
+              if not check or not check.stmts or #check.stmts ~= 1 then
+                r.reason = "the check query could not be derived from the statement"
+              else
+                plans[#plans + 1] = { r = r, q = q, need = need, not_done = not_done_text, done = done_text, stmt = s,
+                                      weak = weak }
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+  if #plans == 0 then return out end
+  if conn:info().in_transaction then
+    if not o.connect then
+      for _, p in ipairs(plans) do p.r.reason = "the connection is inside a transaction and no other was given" end
+      return out
+    end
+    conn = o.connect()
+  end
+  local R = { conn = conn, schema = schema, timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS }
+  for _, p in ipairs(plans) do
+    local names = {}
+    for f in pairs(p.need) do names[#names + 1] = f end
+    table.sort(names)
+    local ok, n_or_err, why = pcall(in_readonly, R, function(c)
+      query(c, "SELECT set_config('row_security', 'off', true), set_config('lock_timeout', $1, true)",
+        tostring(math.min(R.timeout_ms, 5000)))
+      if #names > 0 then
+        local rows = query(c, [[SELECT f.name, bool_and(p.provolatile = 'i') AS immutable, count(p.oid) AS n
+          FROM unnest($1::text[]) AS f(name) LEFT JOIN pg_catalog.pg_proc p ON p.proname = f.name GROUP BY f.name]],
+          "{" .. table.concat((function() local t = {} for i, v in ipairs(names) do t[i] = '"' .. v:gsub('[\\"]', "\\%0") .. '"' end return t end)(), ",") .. "}")
+        for _, row in ipairs(rows) do
+          if row.immutable == "f" then row.immutable = false end
+          if tonumber(row.n) == 0 then return nil, ("function %s() is not in the catalog"):format(row.name) end
+          if row.immutable ~= true and row.immutable ~= "t" then
+            return nil, ("function %s() is not immutable: its result moves with time or the session"):format(row.name)
+          end
+        end
+      end
+      local rows = query(c, p.q)
+      return tonumber(rows[1] and rows[1].n)
+    end)
+    p.r.sql = p.q
+    if not ok then
+      p.r.reason, p.r.check_sqlstate = failure_reason(R, n_or_err)
+    elseif not n_or_err then
+      p.r.reason = why or "the check gave no count"
+    else
+      p.r.rows = n_or_err
+      if n_or_err == 0 and p.weak then
+        p.r.reason = p.weak
+      elseif n_or_err == 0 then
+        p.r.state, p.r.summary = "done", p.done
+      else
+        p.r.state, p.r.summary = "not_done", p.not_done:format(n_or_err, plural(n_or_err, "row"), n_or_err == 1 and "is" or "are")
+      end
+    end
+  end
+  return out
+end
+
 --- The data evidence of a diagnosis with the project's settings: the ledger
 --- schema, the bound (timeouts.data_check, else timeouts.statement_timeout,
 --- else 30 s) and, when conn is inside a transaction, a read-only connection.
@@ -739,6 +1223,17 @@ function M.evidence(ctx, conn, d)
   local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
   return M.check(conn, d, { schema = ctx:schema(), timeout_ms = ms,
                             connect = function() return ctx:connect { readonly = true } end })
+end
+
+--- The fixed-point checks of a file's data statements with the project's
+--- settings (the same schema, bound and second connection as `evidence`).
+function M.fixpoint_evidence(ctx, conn, unit, snap)
+  local p = ctx:project()
+  local millis = require("migfix.config").millis
+  local t = p.timeouts or {}
+  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
+  return M.fixpoints(conn, unit, snap, { schema = ctx:schema(), timeout_ms = ms,
+                                         connect = function() return ctx:connect { readonly = true } end })
 end
 
 return M

@@ -54,12 +54,15 @@ local function err_text(e)
 end
 
 --- One migration's diagnosis from its unit and the snapshot.
-local function diagnose_one(ctx, d, e, unit, snap, schema, server_version)
+local function diagnose_one(ctx, conn, d, e, unit, snap, schema, server_version)
   local loc = e["local"]
   local logs = d.row and not ledger.null(d.row.logs) and d.row.logs or nil
   if d.row then d.error = errclass.parse(logs, d.row.logs_bytes) end
   d.execution = M.execution(unit, server_version, ctx:project().unit, errclass.engine(logs))
-  local ev = verify.compare(unit, snap, schema, { unit = d.execution.unit, server_version = server_version })
+  -- the rows of its data statements (UPDATE/DELETE/INSERT), read-only
+  local fixpoints = require("migfix.datacheck").fixpoint_evidence(ctx, conn, unit, snap)
+  local ev = verify.compare(unit, snap, schema, { unit = d.execution.unit, server_version = server_version,
+                                                  data = fixpoints })
   d.unit = unit
   d.evidence = ev
   d.verdict = ev.verdict
@@ -143,7 +146,7 @@ function M.run(ctx, conn, st, names)
       d.summary = ("no migration.sql in %s"):format(loc.path)
     else
       local ok, err = true, failures[i]
-      if not err then ok, err = pcall(diagnose_one, ctx, d, e, units[i], snap, schema, server_version) end
+      if not err then ok, err = pcall(diagnose_one, ctx, conn, d, e, units[i], snap, schema, server_version) end
       if not ok or failures[i] then
         -- one migration's internal error does not hide the others
         local msg = err_text(err)

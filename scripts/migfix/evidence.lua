@@ -32,7 +32,8 @@ function M.of(d)
   local objects = {}
   for _, it in ipairs(d.evidence and d.evidence.items or {}) do
     objects[#objects + 1] = { kind = it.kind, schema = it.schema, name = it.name, table = it.table, action = it.action,
-                              state = it.state, diffs = it.diffs or {}, line = it.line, reason = it.reason }
+                              state = it.state, diffs = it.diffs or {}, line = it.line, reason = it.reason,
+                              rows = it.data and it.data.rows or nil }
   end
   local stmts = {}
   for _, s in ipairs(d.unit and d.unit.statements or {}) do

@@ -341,7 +341,7 @@ local KIND_ORDER = { "table", "column", "enum", "enum_value", "type", "index", "
                      "constraint:u", "constraint:c", "constraint:x", "constraint", "sequence", "view", "function",
                      "trigger", "schema", "extension", "comment", "data", "other" }
 local KIND_LABEL = { schema = "schemas", extension = "extensions", enum = "enums", enum_value = "enum values",
-                     type = "types", sequence = "sequences", table = "tables", column = "columns",
+                     type = "types", sequence = "sequences", table = "tables", column = "columns", data = "data statements",
                      ["constraint:p"] = "primary keys", ["constraint:f"] = "foreign keys",
                      ["constraint:u"] = "unique constraints", ["constraint:c"] = "check constraints",
                      ["constraint:x"] = "exclusion constraints", constraint = "constraints", index = "indexes",

@@ -1396,7 +1396,7 @@ function M.compare(unit, snap, default_schema, opts)
     error("bad argument #2 to 'compare' (expected a snapshot from migfix.catalog.snapshot)", 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #4 to 'compare' (expected a table { unit = \"file\"|\"statement\" } or nil)", 2)
+    error("bad argument #4 to 'compare' (expected a table { unit = \"file\"|\"statement\", data = fixpoints } or nil)", 2)
   end
   opts = opts or {}
   default_schema = default_schema or "public"
@@ -1640,14 +1640,34 @@ function M.compare(unit, snap, default_schema, opts)
     items[#items + 1] = x
     counts.unverifiable = counts.unverifiable + 1
   end
+  local fixpoints = type(opts.data) == "table" and opts.data or {}
   for _, u in ipairs(model.unverifiable) do
+    local fp = u.kind == "data" and not u.in_do and fixpoints[u.stmt] or nil
+    if fp and (fp.state == "done" or fp.state == "not_done") then
+      -- the rows show the statement's fixed point (docs/effects.md "Data"):
+      -- a check, but not proof that anything before it ran (it may have
+      -- matched no row at all)
+      local state = fp.state == "done" and "present" or "missing"
+      items[#items + 1] = {
+        kind = "data", schema = fp.schema or u.schema, name = fp.table or u.table,
+        action = "data", state = state, class = fp.state == "done" and "done" or "not_done", diffs = {},
+        stmt = u.stmt, line = stmt_line(unit, u.stmt, u.line), expected = { present = true },
+        informative = false, stmts = { u.stmt },
+        reason = ("%s: %s"):format(fp.verb or "the statement", fp.summary or fp.state),
+        data = { rows = fp.rows, sql = fp.sql, verb = fp.verb },
+      }
+      counts[state] = counts[state] + 1
+      goto next_unverifiable
+    end
     items[#items + 1] = {
       kind = u.kind, schema = u.schema, name = u.name, table = u.table, action = u.action,
       state = "unverifiable", class = "unverifiable", diffs = {}, stmt = u.stmt,
       line = u.in_do and u.line or stmt_line(unit, u.stmt, u.line),
       expected = {}, reason = u.reason or "the catalog cannot show this statement's effect",
       informative = false, stmts = { u.stmt }, needs_cover = u.needs_cover ~= false,
+      data = fp and { reason = fp.reason, verb = fp.verb } or nil,
     }
+    if fp and fp.reason then items[#items].reason = items[#items].reason .. "; its rows were not read: " .. fp.reason end
     counts.unverifiable = counts.unverifiable + 1
     -- REINDEX CONCURRENTLY interrupted: its temporary indexes stay, INVALID
     for _, ix in ipairs(reindex_leftovers(u, snap)) do
@@ -1662,6 +1682,7 @@ function M.compare(unit, snap, default_schema, opts)
       }
       counts.still_present = counts.still_present + 1
     end
+    ::next_unverifiable::
   end
   -- changes to a table the file then drops (class "interim"): nothing to
   -- expect at the end, but while the table is there they show what ran
@@ -1702,6 +1723,17 @@ function M.compare(unit, snap, default_schema, opts)
   if proven > 0 and seg[proven] then
     for i = proven, #(unit.statements or {}) do
       if seg[i] == seg[proven] then proven_upto = i else break end
+    end
+  end
+
+  -- a data statement proven to have run by the catalog (a later effect of
+  -- its transaction is there) whose rows are no longer its fixed point:
+  -- the rows changed afterwards (the application writes on); it ran
+  for _, it in ipairs(items) do
+    if it.kind == "data" and it.class == "not_done" and it.stmt and it.stmt <= proven_upto then
+      it.class, it.state = "done", "present"
+      counts.missing, counts.present = counts.missing - 1, counts.present + 1
+      it.reason = it.reason .. ("; statement %d is proven to have run (a later change of its transaction is in the catalog), so these rows changed afterwards"):format(it.stmt)
     end
   end
 
@@ -1754,6 +1786,12 @@ function M.compare(unit, snap, default_schema, opts)
         verdict = "unverifiable"
         why_unverifiable = ("statement %d (line %s) commits on its own before the first statement that did not run, " ..
           "and cannot be checked (%s): it may have run"):format(it.stmt, tostring(it.line or "?"), it.reason or "?")
+      end
+      if verdict == "absent" and it.kind == "data" and it.class == "done" and it.stmt and seg[it.stmt]
+        and first_seg and seg[it.stmt] < first_seg then
+        verdict = "unverifiable"
+        why_unverifiable = ("statement %d (line %s) leaves the rows as it would (%s), and commits on its own before the first statement that did not run: it may have run, or had nothing to change"):format(
+          it.stmt, tostring(it.line or "?"), it.reason or "?")
       end
       if verdict == "absent" and it.ambiguous then
         verdict = "unverifiable"

@@ -175,6 +175,121 @@ T["plan/run: a duplicate left in place is refused with its key; removed, the unc
   h.eq(h.psql(url, [[SELECT count(*) FROM pg_indexes WHERE indexname = 'Customer_email_key']]), "1\n")
 end
 
+-- ------------------------------------------------------------------ fixed points
+
+--- init + rows, then migration 2 as a failed row with no logs (killed), its
+--- SQL run first (`ran`) or not; returns the diagnosis of migration 2
+local function fp_state(setup, rows_sql, change, ran, after_sql)
+  local dir, mdir = h.project { { "20240101000000_init", setup }, { "20240102000000_change", change } }
+  local _, url = h.fresh_db()
+  local r = L.deploy(url, nil, mdir, "20240101000000_init")
+  h.ok(r.ok, r.error)
+  if rows_sql then h.psql(url, rows_sql) end
+  if ran then h.psql(url, change) end
+  if after_sql then h.psql(url, after_sql) end
+  L.failed(url, "20240102000000_change", L.file_checksum(mdir .. "/20240102000000_change/migration.sql"), nil)
+  local before = h.psql(url, [[SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM "_prisma_migrations" t]])
+  local out, err, rc = h.migfix { "-C", dir, "--url", url, "diagnose", "--json" }
+  h.eq(rc, 1, err)
+  h.eq(h.psql(url, [[SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM "_prisma_migrations" t]]), before,
+    "diagnose wrote nothing")
+  local doc = assert(json.decode(out), out .. err)
+  return doc.migrations[1], dir, url
+end
+
+local FP_INIT = [[CREATE TYPE "Kind" AS ENUM ('ITEM', 'BUY');
+CREATE TABLE "Order" ("id" TEXT PRIMARY KEY, "type" "Kind" NOT NULL, "qty" INTEGER NOT NULL DEFAULT 0, "note" TEXT);
+CREATE TABLE "Tag" ("id" TEXT PRIMARY KEY, "name" TEXT NOT NULL);
+CREATE TABLE "Label" ("id" TEXT PRIMARY KEY, "name" TEXT NOT NULL);
+CREATE UNIQUE INDEX "Label_name_key" ON "Label"("name");
+]]
+local FP_ROWS = [[INSERT INTO "Order" VALUES ('a', 'ITEM', 1, NULL), ('b', 'BUY', -1, 'x'), ('c', 'ITEM', 2, NULL)]]
+
+local function object(m, stmt)
+  for _, o in ipairs(m.objects) do if o.statement == stmt then return o end end
+end
+
+T["fixed point: UPDATE, DELETE and INSERT read from the rows — complete when run, absent when not, nothing written"] = function()
+  local change = [[UPDATE "Order" o SET "type" = 'BUY', "note" = lower('DONE') WHERE o."type" = 'ITEM';
+DELETE FROM "Order" WHERE "qty" < 0;
+INSERT INTO "Tag" ("id", "name") VALUES ('t1', 'draft'), ('t2', 'Live');
+]]
+  local m = fp_state(FP_INIT, FP_ROWS, change, true)
+  h.eq(m.verdict, "complete", m.summary)
+  h.eq(object(m, 1).kind, "data")
+  h.eq(object(m, 1).state, "present")
+  h.eq(object(m, 1).rows, 0)
+  h.contains(object(m, 1).reason, "no row it selects differs from what it sets")
+  h.contains(object(m, 2).reason, "no row it deletes is left")
+  h.contains(object(m, 3).reason, "every row it inserts is there")
+  m = fp_state(FP_INIT, FP_ROWS, change, false)
+  h.eq(m.verdict, "absent", m.summary)
+  h.eq(object(m, 1).state, "missing")
+  h.eq(object(m, 1).rows, 2)
+  h.contains(object(m, 1).reason, "2 rows it selects are not what it sets")
+  h.contains(object(m, 2).reason, "1 row it deletes is still there")
+  h.contains(object(m, 3).reason, "2 rows it inserts are not there")
+end
+
+T["fixed point: UPDATE ... FROM with an alias and INSERT ... SELECT; a drawn-anew id counts only under a unique key"] = function()
+  local change = [[UPDATE "Order" AS o SET "note" = t."name" FROM "Tag" t WHERE t."id" = o."id";
+INSERT INTO "Label" ("id", "name") SELECT gen_random_uuid()::text, "name" FROM "Tag";
+]]
+  local rows = FP_ROWS .. [[; INSERT INTO "Tag" VALUES ('a', 'first'), ('c', 'third')]]
+  local m = fp_state(FP_INIT, rows, change, true)
+  h.eq(m.verdict, "complete", m.summary)
+  m = fp_state(FP_INIT, rows, change, false)
+  h.eq(m.verdict, "absent", m.summary)
+  -- no unique key on the compared columns: a row like it may have been there
+  local m2 = fp_state(FP_INIT, rows, [[INSERT INTO "Tag" ("id", "name") VALUES (gen_random_uuid()::text, 'draft');]] .. "\n", true)
+  h.eq(m2.verdict, "unverifiable", m2.summary)
+  h.contains(object(m2, 1).reason, '"id" is drawn anew on each run, and the other columns hold no unique key')
+end
+
+T["fixed point refused: clock and volatile functions, a later statement on the table, a trigger"] = function()
+  local m = fp_state(FP_INIT, FP_ROWS, [[UPDATE "Order" SET "note" = now()::text WHERE "note" IS NULL;]] .. "\n", true)
+  h.eq(m.verdict, "unverifiable", m.summary)
+  h.contains(object(m, 1).reason, "function now() is not immutable")
+  m = fp_state(FP_INIT, FP_ROWS, [[UPDATE "Order" SET "note" = CURRENT_USER WHERE "note" IS NULL;]] .. "\n", true)
+  h.contains(object(m, 1).reason, "it reads the clock or the session")
+  -- not idempotent: run or not, its rows never show a fixed point
+  m = fp_state(FP_INIT, FP_ROWS, [[UPDATE "Order" SET "qty" = "qty" + 1;]] .. "\n", true)
+  h.eq(m.verdict, "unverifiable", m.summary)
+  h.contains(object(m, 1).reason, "reads column \"qty\", which it also sets")
+  -- it reads the table it writes
+  m = fp_state(FP_INIT, FP_ROWS, [[DELETE FROM "Order" WHERE "qty" < (SELECT avg("qty") FROM "Order");]] .. "\n", true)
+  h.eq(m.verdict, "unverifiable", m.summary)
+  h.contains(object(m, 1).reason, "reads \"Order\" again while writing it")
+  -- a later statement changes a column it reads; a later UPDATE of another column does not
+  m = fp_state(FP_INIT, FP_ROWS, [[UPDATE "Order" SET "note" = 'n' WHERE "qty" > 0;
+UPDATE "Order" SET "qty" = 0;
+]], true)
+  h.eq(m.verdict, "unverifiable", m.summary)
+  h.contains(object(m, 1).reason, "statement 2 (line 2) changes \"Order\" afterwards")
+  m = fp_state(FP_INIT, FP_ROWS, [[UPDATE "Order" SET "note" = 'n' WHERE "qty" > 0;
+UPDATE "Order" SET "type" = 'BUY';
+DELETE FROM "Order" WHERE "qty" < 0;
+]], true)
+  h.eq(m.verdict, "complete", m.summary)
+  local trig = FP_INIT .. [[CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW."note" := 'touched'; RETURN NEW; END $$;
+CREATE TRIGGER "Order_touch" BEFORE UPDATE ON "Order" FOR EACH ROW EXECUTE FUNCTION touch();
+]]
+  m = fp_state(trig, FP_ROWS, [[UPDATE "Order" SET "type" = 'BUY';]] .. "\n", true)
+  h.eq(m.verdict, "unverifiable", m.summary)
+  h.contains(object(m, 1).reason, "has triggers")
+end
+
+T["fixed point: a backfill proven by its transaction stays complete when the application wrote rows since"] = function()
+  local change = [[ALTER TABLE "Order" ADD COLUMN "state" TEXT;
+UPDATE "Order" SET "state" = 'new' WHERE "state" IS NULL;
+]]
+  local m = fp_state(FP_INIT, FP_ROWS, change, true, [[INSERT INTO "Order" ("id", "type") VALUES ('late', 'BUY')]])
+  h.eq(m.verdict, "complete", m.summary)
+  h.contains(object(m, 2).reason, "so these rows changed afterwards")
+  m = fp_state(FP_INIT, FP_ROWS, change, false)
+  h.eq(m.verdict, "absent", m.summary)
+end
+
 T["datacheck.check: bad options raise; not a data error is not_applicable"] = function()
   h.raises(function() datacheck.check(nil, { error = {} }, { bogus = 1 }) end, 'bad option "bogus"')
   local d = datacheck.check(nil, { error = { class = "schema", sqlstate = "42P07" } }, {})

@@ -34,6 +34,8 @@ local function item_doc(it)
     state = it.state, statement = jv(it.stmt), line = jv(it.line),
     diffs = json.array(it.diffs or {}),
     reason = jv(it.reason),
+    rows = it.data and jv(it.data.rows) or nil,
+    check = it.data and jv(it.data.sql) or nil,
   }
 end
 
@@ -159,7 +161,7 @@ function C.print(diags, opts)
         end
       end
       local kk = {}
-      local plural = { index = "indexes" }
+      local plural = { index = "indexes", data = "data statements" }
       for _, k2 in ipairs(order) do kk[#kk + 1] = kinds[k2] .. " " .. (kinds[k2] == 1 and k2 or (plural[k2] or (k2 .. "s"))) end
       ui.out("  objects: " .. table.concat(parts, ", ") .. (#kk > 0 and (" (" .. table.concat(kk, ", ") .. ")") or ""))
       local rows = {}
@@ -167,13 +169,14 @@ function C.print(diags, opts)
         local show = opts.objects or (it.state ~= "present" and it.state ~= "absent")
         if show then
           local exp = it.action == "drop" and "absent" or (it.action == "unverifiable" and "?" or "present")
+          if it.kind == "data" and it.state ~= "unverifiable" then exp = "rows as it leaves them" end
           local found = ({ present = "yes", missing = "missing", different = "different", absent = "absent",
                            still_present = "still there", unverifiable = "-" })[it.state] or it.state
           local detail = {}
           for _, df in ipairs(it.diffs or {}) do
             detail[#detail + 1] = ("%s: expected %s, found %s"):format(df.field, describe(df.expected), describe(df.found))
           end
-          if it.state == "unverifiable" and it.reason then detail[#detail + 1] = it.reason end
+          if (it.state == "unverifiable" or it.kind == "data") and it.reason then detail[#detail + 1] = it.reason end
           rows[#rows + 1] = { kind = it.kind, name = full_name(it), expected = exp, found = found,
                               line = it.line or "", detail = table.concat(detail, "; ") }
         end
