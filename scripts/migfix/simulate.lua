@@ -575,10 +575,13 @@ function M.parse_inject(v, seed)
             hint = "give a statement number (1, 2, ...) or random (random:SEED, or --seed SEED)", code = ui.EXIT.USAGE }
 end
 
----@return table report, integer exit code
-function M.run(ctx, opts)
-  local t_start = sys.now_ms()
-  local p = ctx:project()
+-- ------------------------------------------------------------ the run, phase by phase
+-- M.run is the sequence; each phase reads and fills P, the run's state:
+--   options -> read_real -> scratch_server -> preflight -> make_copy ->
+--   rehearse -> judge -> report (the copy dropped, the local journal).
+
+--- --from / --backup / --inject-failure, checked before anything connects.
+local function options(P, opts)
   local from = opts.from
   if from and not M.MODES[from] then
     ui.fail { message = ("invalid value for --from: \"%s\""):format(from), hint = "use backup, template or schema", code = ui.EXIT.USAGE }
@@ -587,27 +590,33 @@ function M.run(ctx, opts)
     ui.fail { message = "--backup names a backup, which needs --from backup", code = ui.EXIT.USAGE }
   end
   if opts.backup then from = "backup" end
-  local inject = M.parse_inject(opts["inject-failure"], opts.seed)
+  P.from = from
+  P.inject = M.parse_inject(opts["inject-failure"], opts.seed)
+end
 
-  -- the real database, read-only
-  local real_url = ctx:url()
-  local schema = ctx:schema()
-  local real = ctx:connect { readonly = true }
-  local st0 = ctx:state(real)
-  -- the decision is the real database's: what plan shows and run would do
-  local E_real = resolve.prepare(ctx, real, { pending = true, st = st0 })
-  local info = assert(real:query([[SELECT current_database() AS d, pg_database_size(current_database())::bigint AS size,
+--- The real database, read-only: its state and the decision plan shows and run would make.
+local function read_real(P, ctx)
+  local p = ctx:project()
+  P.real_url = ctx:url()
+  P.schema = ctx:schema()
+  P.real = ctx:connect { readonly = true }
+  P.st0 = ctx:state(P.real)
+  P.E_real = resolve.prepare(ctx, P.real, { pending = true, st = P.st0 })
+  local info = assert(P.real:query([[SELECT current_database() AS d, pg_database_size(current_database())::bigint AS size,
       (SELECT coalesce(max(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r','m') AND n.nspname NOT IN ('pg_catalog','information_schema'))::bigint AS largest]]))[1]
-  local real_db, real_size, largest = info.d, info.size, info.largest
-  local real_version = real:server_version()
-  local R = {
-    version = 1, environment = p.env_name, schema = schema, database = real_db, started_at = now_utc(),
+  P.real_db, P.real_size, P.largest = info.d, info.size, info.largest
+  P.real_version = P.real:server_version()
+  P.R = {
+    version = 1, environment = p.env_name, schema = P.schema, database = P.real_db, started_at = now_utc(),
     chain = {}, units = {}, objects = {}, limits = {},
     unit_mode = p.unit,
   }
+end
 
-  -- the server that will hold the copy, through a maintenance database
+--- The server that will hold the copy, through a maintenance database.
+local function scratch_server(P, ctx, opts)
+  local real_url, real_db = P.real_url, P.real_db
   local parsed = db.parse_url(real_url)
   local admin_url, scratch_base
   if opts["scratch-url"] then
@@ -633,29 +642,34 @@ function M.run(ctx, opts)
               code = (ainfo and ainfo.kind == "url") and ui.EXIT.USAGE or ui.EXIT.CONNECT }
   end
   ctx:defer(function() pcall(admin.close, admin) end)
-  local same_server = not opts["scratch-url"]
-  local scratch_version = admin:server_version()
-  local sparsed = db.parse_url(admin_url)
+  P.admin, P.admin_url, P.scratch_base = admin, admin_url, scratch_base
+  P.same_server = not opts["scratch-url"]
+  P.scratch_version = admin:server_version()
+  P.sparsed = db.parse_url(admin_url)
+end
 
-  -- preflight: nothing has started yet
+--- Before anything starts: the privilege, the versions, where the copy comes
+--- from (template when nobody else is connected, else the latest verified
+--- full backup), the disk, and an idle source for a template copy.
+local function preflight(P, ctx, opts)
+  local admin, R, p = P.admin, P.R, ctx:project()
   local role = assert(admin:query("SELECT current_user AS u, rolcreatedb OR rolsuper AS can FROM pg_roles WHERE rolname = current_user"))[1]
   if not role.can then
     ui.fail { message = ("role \"%s\" cannot create databases: the scratch copy needs the CREATEDB privilege"):format(role.u),
-              detail = ("on the server of %s"):format(db.redact(admin_url)),
+              detail = ("on the server of %s"):format(db.redact(P.admin_url)),
               hint = ("ALTER ROLE \"%s\" CREATEDB, or pass --scratch-url with a role that has it (a staging server)"):format(role.u),
               code = ui.EXIT.ATTENTION }
   end
-  if scratch_version // 10000 ~= real_version // 10000 then
-    ui.fail { message = ("server version mismatch: the database runs PostgreSQL %d, the scratch server %d"):format(real_version // 10000, scratch_version // 10000),
+  if P.scratch_version // 10000 ~= P.real_version // 10000 then
+    ui.fail { message = ("server version mismatch: the database runs PostgreSQL %d, the scratch server %d"):format(P.real_version // 10000, P.scratch_version // 10000),
               detail = "a rehearsal on another major version does not say how the real deploy behaves (locks, rewrites, syntax)",
               hint = "use a --scratch-url server of the same major version", code = ui.EXIT.ATTENTION }
   end
-  local manifest
+  local from, manifest, same_server, real_db = P.from, nil, P.same_server, P.real_db
   if not from then
-    -- template when nobody else is connected, else the latest verified full backup
     local others = other_sessions(admin, real_db)
     local n_others = 0
-    for _, r in ipairs(others) do if r.pid ~= real:info().backend_pid then n_others = n_others + 1 end end
+    for _, r in ipairs(others) do if r.pid ~= P.real:info().backend_pid then n_others = n_others + 1 end end
     if same_server and n_others == 0 then
       from, R.copy_why = "template", "no other session is connected to the database"
     else
@@ -682,25 +696,25 @@ function M.run(ctx, opts)
   end
   if manifest then
     local bv = manifest.database and tonumber(manifest.database.server_version)
-    if bv and bv // 10000 ~= scratch_version // 10000 then
-      ui.fail { message = ("server version mismatch: backup %s comes from PostgreSQL %d, the scratch server runs %d"):format(manifest.file, bv // 10000, scratch_version // 10000),
+    if bv and bv // 10000 ~= P.scratch_version // 10000 then
+      ui.fail { message = ("server version mismatch: backup %s comes from PostgreSQL %d, the scratch server runs %d"):format(manifest.file, bv // 10000, P.scratch_version // 10000),
                 hint = "restore on a server of the same major version (--scratch-url)", code = ui.EXIT.ATTENTION }
     end
   end
-  local need = from == "schema" and 64 * 1024 * 1024 or (real_size + largest + 64 * 1024 * 1024)
+  local need = from == "schema" and 64 * 1024 * 1024 or (P.real_size + P.largest + 64 * 1024 * 1024)
   if from == "backup" and manifest then need = math.max(need, (manifest.size or 0) * 3) end
-  local free, where = free_bytes(admin, sparsed)
+  local free, where = free_bytes(admin, P.sparsed)
   R.disk = { needed_bytes = need, free_bytes = free or json.null, checked = free ~= nil, where = where }
   if free and free < need then
     ui.fail { message = ("too little disk for the scratch copy: %s free, about %s needed"):format(backup.fmt_bytes(free), backup.fmt_bytes(need)),
-              detail = ("the copy (%s) plus room to rewrite the largest table (%s)"):format(backup.fmt_bytes(real_size), backup.fmt_bytes(largest)),
+              detail = ("the copy (%s) plus room to rewrite the largest table (%s)"):format(backup.fmt_bytes(P.real_size), backup.fmt_bytes(P.largest)),
               hint = "free space on the server, use --from schema (no data), or --scratch-url on a staging server", code = ui.EXIT.ATTENTION }
   end
   if not free then R.limits[#R.limits + 1] = "free disk space on the scratch server was not checked (" .. tostring(where) .. ")" end
   if from == "template" then
     -- our own session would block the copy; its backend takes a moment to exit
-    local own_pid = real:info().backend_pid
-    real:close()
+    local own_pid = P.real:info().backend_pid
+    P.real:close()
     local others
     for _ = 1, 40 do
       others = other_sessions(admin, real_db)
@@ -716,32 +730,36 @@ function M.run(ctx, opts)
                 code = ui.EXIT.ATTENTION }
     end
   end
+  P.from, P.manifest = from, manifest
+end
 
-  -- leftovers of killed runs
-  local dropped = M.cleanup_stale(admin)
-  R.stale_dropped = json.array(dropped)
-
-  -- the copy
-  local state = {}
-  local restore_signals = install_signals(state)
-  ctx:defer(restore_signals)
-  local name = copy_name(admin, real_db)
-  local scratch_url = M.with_param(M.with_dbname(scratch_base, name), "schema", schema)
+--- The copy: leftovers of killed runs dropped, CREATE DATABASE (template or
+--- empty), marked with who made it, then the backup restored or the schema
+--- copied. A deferred drop covers errors and signals.
+local function make_copy(P, ctx, opts)
+  local admin, R, from, manifest = P.admin, P.R, P.from, P.manifest
+  R.stale_dropped = json.array((M.cleanup_stale(admin)))
+  P.state = {}
+  P.restore_signals = install_signals(P.state)
+  ctx:defer(P.restore_signals)
+  local name = copy_name(admin, P.real_db)
+  P.name = name
+  P.scratch_url = M.with_param(M.with_dbname(P.scratch_base, name), "schema", P.schema)
   local started = now_utc()
-  R.copy = { mode = from, why = R.copy_why or ("--from " .. from), name = name, server = same_server and "same server" or db.redact(admin_url),
+  R.copy = { mode = from, why = R.copy_why or ("--from " .. from), name = name, server = P.same_server and "same server" or db.redact(P.admin_url),
              kept = opts.keep and true or false, schema_only = from == "schema", started_at = started }
   R.copy_why = nil
   local t_copy = sys.now_ms()
-  local created = false
+  P.created = false
   ctx:defer(function()
-    if state.ignore_signals then state.ignore_signals() end
-    if created and not opts.keep then
+    if P.state.ignore_signals then P.state.ignore_signals() end
+    if P.created and not opts.keep then
       local ok = M.drop(admin, name)
       R.copy.dropped = ok and true or false
     end
   end)
   local sql = "CREATE DATABASE " .. qi(admin, name)
-  if from == "template" then sql = sql .. " TEMPLATE " .. qi(admin, real_db) else sql = sql .. " TEMPLATE template0" end
+  if from == "template" then sql = sql .. " TEMPLATE " .. qi(admin, P.real_db) else sql = sql .. " TEMPLATE template0" end
   local ok, err, einfo = admin:exec(sql)
   if not ok then
     local hint
@@ -752,12 +770,12 @@ function M.run(ctx, opts)
     end
     ui.fail { message = ("could not create the scratch copy \"%s\": %s"):format(name, err), hint = hint, code = ui.EXIT.FAILURE }
   end
-  created = true
+  P.created = true
   assert(admin:exec(("COMMENT ON DATABASE %s IS %s"):format(qi(admin, name),
-    admin:quote_literal(M.marker(real_db, getpid(), started, hostname())))))
+    admin:quote_literal(M.marker(P.real_db, getpid(), started, hostname())))))
   if from == "backup" then
     R.copy.backup = { file = manifest.file, created_at = manifest.created_at, sha256 = manifest.sha256 }
-    local res, rerr, rinfo = backup.restore { file = manifest.path, url = scratch_url, source_url = real_url }
+    local res, rerr, rinfo = backup.restore { file = manifest.path, url = P.scratch_url, source_url = P.real_url }
     if not res then
       ui.fail { message = "could not restore the backup into the scratch copy: " .. tostring(rerr), detail = rinfo and rinfo.detail, code = ui.EXIT.FAILURE }
     end
@@ -765,42 +783,52 @@ function M.run(ctx, opts)
   elseif from == "schema" then
     local tmp = require("posix.stdlib").mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/migfix-sim.XXXXXX")
     ctx:defer(function() os.execute("rm -rf '" .. tmp:gsub("'", "") .. "'") end)
-    local sok, serr = schema_copy(real_url, scratch_url, name, real_version, schema, tmp, st0.exists)
+    local sok, serr = schema_copy(P.real_url, P.scratch_url, name, P.real_version, P.schema, tmp, P.st0.exists)
     if not sok then ui.fail { message = "could not build the schema-only copy: " .. tostring(serr), code = ui.EXIT.FAILURE } end
     R.limits[#R.limits + 1] = "schema-only copy: no rows, so scans, rewrites and index builds look instant and data errors (duplicates, NOT NULL, casts) cannot show"
   end
   R.copy.ms = sys.now_ms() - t_copy
-  R.copy.source_size_bytes = real_size
+  R.copy.source_size_bytes = P.real_size
+end
 
-  -- the rehearsal, on a context whose URL is the copy
+local function failed_ids(st)
+  local ids = {}
+  for _, f in ipairs(st.deploy.failed or {}) do ids[#ids + 1] = tostring(f.row.id) end
+  table.sort(ids)
+  return table.concat(ids, ",")
+end
+
+--- The rehearsal, on a context whose URL is the copy: the chain and the
+--- deploy (pass "rehearsal"); with --inject-failure, the connection lost at
+--- that statement and the chain run again on what is left (pass "recovery");
+--- then the copy verified.
+local function rehearse(P, ctx)
+  local R, inject, p = P.R, P.inject, ctx:project()
   local sim_opts = {}
   for k, v in pairs(ctx.opts) do sim_opts[k] = v end
-  sim_opts.url = scratch_url
+  sim_opts.url = P.scratch_url
   local simctx = require("migfix.context").new(sim_opts, ctx.info, "simulate")
   ctx:defer(function() simctx:cleanup() end)
+  P.simctx = simctx
   local sp = simctx:project()
   sp.journal_file = os.tmpname()  -- the copy's journal stays off the real one
   ctx:defer(function() os.remove(sp.journal_file) end)
   sp.after = {}
   local counter = 0
-  local S = { simctx = simctx, R = R, state = state }
+  local S = { simctx = simctx, R = R, state = P.state }
   local tr = {
-    unit = p.unit, server_version = scratch_version,
+    unit = p.unit, server_version = P.scratch_version,
     next_number = function() counter = counter + 1 return counter end,
-    check = function() checkpoint(state) end,
+    check = function() checkpoint(P.state) end,
     on_inject = function() S.injected = true end,
   }
   S.tracer = tr
   S.run_script = trace.tracer(tr)
   S.conn = simctx:connect {}
+  P.S = S
   local nv_before = not_valid_constraints(S.conn)
-  local function failed_ids(st)
-    local ids = {}
-    for _, f in ipairs(st.deploy.failed or {}) do ids[#ids + 1] = tostring(f.row.id) end
-    table.sort(ids)
-    return table.concat(ids, ",")
-  end
-  if failed_ids(simctx:state(S.conn)) ~= failed_ids(st0) then
+  local E_real = P.E_real
+  if failed_ids(simctx:state(S.conn)) ~= failed_ids(P.st0) then
     -- a backup older than the failure: its ledger is not the database's
     E_real = resolve.prepare(simctx, S.conn, { pending = true })
     R.limits[#R.limits + 1] = "the copy's ledger differs from the database's (an older backup): the rehearsal decided on the copy, so it may not be what run would do"
@@ -822,11 +850,10 @@ function M.run(ctx, opts)
   end
 
   local t_rehearse = sys.now_ms()
-  checkpoint(state)
-  local pass1 = one_pass(S, "rehearsal", E_real)
-  checkpoint(state)
-  R.rehearsal = { ok = pass1.ok, why = pass1.why or json.null, ms = sys.now_ms() - t_rehearse }
-  local recovered
+  checkpoint(P.state)
+  P.pass1 = one_pass(S, "rehearsal", E_real)
+  checkpoint(P.state)
+  R.rehearsal = { ok = P.pass1.ok, why = P.pass1.why or json.null, ms = sys.now_ms() - t_rehearse }
   if inject then
     tr.inject_at = nil
     R.inject.happened = S.injected or false
@@ -854,24 +881,28 @@ function M.run(ctx, opts)
       for _, c in ipairs(pass2.chain) do
         if c.policy ~= json.null then acted[#acted + 1] = { migration = c.migration, policy = c.policy, outcome = c.outcome } end
       end
-      recovered = pass2.ok
+      P.recovered = pass2.ok
       R.inject.recovery = { recovered = pass2.ok, why = pass2.why or json.null, policies = json.array(acted), ms = sys.now_ms() - t_rec }
     end
   end
 
-  checkpoint(state)
+  checkpoint(P.state)
   R.verification = verification(S, nv_before)
-  checkpoint(state)
+  checkpoint(P.state)
   R.longest_access_exclusive = longest_ael(R.units) or json.null
   local deploy_ms = 0
   for _, u in ipairs(R.units) do if u.pass == "rehearsal" then deploy_ms = deploy_ms + (u.statements_ms or 0) end end
   R.predicted_deploy_ms = deploy_ms
+end
 
-  -- the verdict
+--- Safe to run, and why: the rehearsal (or the recovery after an injected
+--- failure) succeeded, no unit failed, the copy verifies.
+local function judge(P)
+  local R, inject, S = P.R, P.inject, P.S
   local reasons = {}
   local safe = true
   if inject and S.injected then
-    if not recovered then
+    if not P.recovered then
       safe = false
       reasons[#reasons + 1] = ("after the injected failure at statement %d the chain did not recover: %s"):format(inject.at, tostring(R.inject.recovery.why))
     else
@@ -879,9 +910,9 @@ function M.run(ctx, opts)
       for _, a in ipairs(R.inject.recovery.policies) do names[#names + 1] = a.policy .. " (" .. a.migration .. ")" end
       reasons[#reasons + 1] = ("after the injected failure at statement %d the chain recovered: %s"):format(inject.at, table.concat(names, ", "))
     end
-  elseif not pass1.ok then
+  elseif not P.pass1.ok then
     safe = false
-    reasons[#reasons + 1] = pass1.why
+    reasons[#reasons + 1] = P.pass1.why
   end
   for _, u in ipairs(R.units) do
     if not u.ok and not (u.statements[#u.statements] or {}).injected and (u.pass == "recovery" or not inject) then
@@ -903,10 +934,24 @@ function M.run(ctx, opts)
     reasons[#reasons + 1] = "the chain and the deploy succeeded on the copy, the ledger is what Prisma expects and a second run is a no-op"
   end
   R.verdict = { safe = safe, reasons = json.array(reasons) }
+  P.safe = safe
+end
+
+local function round_ms(t)
+  for k, v in pairs(t) do
+    if math.type(v) == "float" and k:match("ms$") then t[k] = math.floor(v * 1000 + 0.5) / 1000
+    elseif type(v) == "table" and v ~= json.null then round_ms(v) end
+  end
+end
+
+--- The report's final shape, the copy dropped (unless --keep), the local
+--- journal entry (never the real database).
+local function report(P, ctx, opts)
+  local R, p = P.R, ctx:project()
   R.limits[#R.limits + 1] = "no concurrent load on the copy: lock waits (55P03) and queues behind other sessions are not seen"
   R.limits = json.array(R.limits)
-  R.total_ms = sys.now_ms() - t_start
-  R.copy.url = db.redact(scratch_url)
+  R.total_ms = sys.now_ms() - P.t_start
+  R.copy.url = db.redact(P.scratch_url)
   R.inject = R.inject or json.null
   for _, u in ipairs(R.units) do
     u.holds = json.array(u.holds)
@@ -920,44 +965,51 @@ function M.run(ctx, opts)
   R.chain = json.array(R.chain)
   R.objects = nil
   local n_pending = 0
-  for _, e in ipairs(st0.migrations) do
+  for _, e in ipairs(P.st0.migrations) do
     if e["local"] then
       local live = false
       for _, r in ipairs(e.rows) do if ledger.null(r.rolled_back_at) then live = true end end
       if not live then n_pending = n_pending + 1 end
     end
   end
-  R.state_before = { failed = #(st0.deploy.failed or {}), pending = n_pending }
-  local function round(t)
-    for k, v in pairs(t) do
-      if math.type(v) == "float" and k:match("ms$") then t[k] = math.floor(v * 1000 + 0.5) / 1000
-      elseif type(v) == "table" and v ~= json.null then round(v) end
-    end
-  end
-  round(R)
+  R.state_before = { failed = #(P.st0.deploy.failed or {}), pending = n_pending }
+  round_ms(R)
 
   -- drop the copy now (the deferred drop remains for errors and signals)
-  if state.ignore_signals then state.ignore_signals() end
-  simctx:cleanup()
+  if P.state.ignore_signals then P.state.ignore_signals() end
+  P.simctx:cleanup()
   if not opts.keep then
-    local dok, derr = M.drop(admin, name)
+    local dok, derr = M.drop(P.admin, P.name)
     R.copy.dropped = dok and true or false
     if not dok then R.copy.drop_error = derr end
-    created = false
+    P.created = false
   else
     R.copy.dropped = false
   end
-  restore_signals()
+  P.restore_signals()
 
-  -- the local journal (never the real database)
   pcall(require("migfix.journal").append_file, p.journal_file, {
-    action = "simulate", outcome = safe and "ok" or "failed", environment = p.env_name, command = "simulate",
-    ledger_schema = schema,
-    details = { safe = safe, reasons = R.verdict.reasons, copy = { mode = from, name = name }, total_ms = math.floor(R.total_ms),
+    action = "simulate", outcome = P.safe and "ok" or "failed", environment = p.env_name, command = "simulate",
+    ledger_schema = P.schema,
+    details = { safe = P.safe, reasons = R.verdict.reasons, copy = { mode = P.from, name = P.name }, total_ms = math.floor(R.total_ms),
                 longest_access_exclusive = R.longest_access_exclusive,
-                inject = inject and { at = inject.at, recovered = recovered or false } or json.null },
+                inject = P.inject and { at = P.inject.at, recovered = P.recovered or false } or json.null },
   })
-  return R, safe and ui.EXIT.OK or ui.EXIT.ATTENTION
+end
+
+---Rehearse what run would do on a scratch copy of the database.
+---@return table report, integer exit code (0 safe, 3 not safe)
+function M.run(ctx, opts)
+  local P = { t_start = sys.now_ms() }
+  options(P, opts)
+  read_real(P, ctx)
+  scratch_server(P, ctx, opts)
+  preflight(P, ctx, opts)
+  make_copy(P, ctx, opts)
+  rehearse(P, ctx)
+  judge(P)
+  report(P, ctx, opts)
+  return P.R, P.safe and ui.EXIT.OK or ui.EXIT.ATTENTION
 end
 
 return M

@@ -163,224 +163,189 @@ local function truncate63(s)
   return s:sub(1, 63)
 end
 
---- Propose the split of one analyzed migration.
----@param unit table from migfix.effects.analyze (statements, effects)
----@param opts {name: string, lock_timeout: string?, findings: table[]?, server_version: integer?, unit: string?, text: string?, prev: string?, next: string?, existing: table<string, boolean>?, partitioned: table<string, boolean>?}?
----  partitioned: tables known to be partitioned ("name" or "schema.name"): PostgreSQL
----  refuses CREATE INDEX CONCURRENTLY on them, so their index builds are not rewritten
----@return table[]|nil parts { {suffix, name, sql, statements, why, kind, transactional}, ... }
----@return string? err
-function M.propose(unit, opts)
-  if type(unit) ~= "table" or type(unit.statements) ~= "table" then
-    error("bad argument #1 to 'propose' (analyzed unit expected) (expected split.propose(unit, {name = ...}))", 2)
+-- ------------------------------------------------------------ the parts being built
+-- A builder: the part being filled (transactional), the VALIDATE and SET NOT
+-- NULL steps deferred to parts after it, and the file's SET statements
+-- carried into every later transactional part.
+local Builder = {}
+Builder.__index = Builder
+
+local function builder()
+  return setmetatable({ parts = {}, cur = nil, validates = {}, finishes = {}, settings = {},
+                        created = {}, dropped_tx = {}, rewritten = false }, Builder)
+end
+
+function Builder:new_part(kind, transactional)
+  local p = { kind = kind, transactional = transactional, body = {}, statements = {}, seen = {}, why = {} }
+  if transactional then
+    for _, s in ipairs(self.settings) do p.body[#p.body + 1] = { sql = s } end
   end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not ({ name = true, lock_timeout = true, findings = true, server_version = true, unit = true, text = true,
-              prev = true, next = true, existing = true, partitioned = true })[k] then
-      error(("split.propose: unrecognized option \"%s\""):format(tostring(k)), 2)
+  return p
+end
+
+function Builder.add(_, p, sql, idx, comment)
+  p.body[#p.body + 1] = { sql = sql, comment = comment, stmt = idx }
+  if idx and not p.seen[idx] then
+    p.seen[idx] = true
+    p.statements[#p.statements + 1] = idx
+  end
+end
+
+--- a part of the deferred steps (validate, not_null), pushed after the current one
+function Builder:flush_deferred(list, kind)
+  if #list == 0 then return end
+  local p = self:new_part(kind, true)
+  for _, v in ipairs(list) do self:add(p, v.sql, v.idx, v.comment) end
+  p.why[1] = M.WHY[kind]
+  p.slug = kind
+  self.parts[#self.parts + 1] = p
+end
+
+function Builder:close()
+  if self.cur and #self.cur.statements > 0 then self.parts[#self.parts + 1] = self.cur end
+  self.cur = nil
+  self:flush_deferred(self.validates, "validate")
+  self.validates = {}
+  self:flush_deferred(self.finishes, "not_null")
+  self.finishes = {}
+end
+
+--- the current transactional part of this kind (a new one when the kind changes)
+function Builder:open(kind)
+  if self.cur and self.cur.kind ~= kind then self:close() end
+  if not self.cur then
+    self.cur = self:new_part(kind, true)
+    self.cur.why[1] = M.WHY[kind]
+    self.cur.slug = kind
+  end
+  return self.cur
+end
+
+--- a part of its own (not transactional)
+function Builder:alone(kind, sql, idx, comment, why, slug)
+  self:close()
+  local p = self:new_part(kind, false)
+  self:add(p, sql, idx, comment)
+  p.why[1] = why
+  p.slug = slug
+  self.parts[#self.parts + 1] = p
+end
+
+local function plain_columns(cols)
+  if type(cols) ~= "table" or #cols == 0 then return false end
+  for _, c in ipairs(cols) do if type(c) ~= "string" then return false end end
+  return true
+end
+
+--- ALTER TABLE rewrites on an existing table: S5 (SET NOT NULL through a
+--- NOT VALID check), S6 (UNIQUE/PRIMARY KEY through a concurrent index),
+--- S4 (FOREIGN KEY/CHECK as NOT VALID, then VALIDATE). True when rewritten.
+local function alter_table(B, C, s, i, effs, comment)
+  local t, tschema = effs[1].table, effs[1].schema
+  local existing = t and not B.created[table_key(tschema, t)]
+  if not existing then return false end
+  local all_nn = true
+  for _, e in ipairs(effs) do
+    if not (e.action == "alter" and e.kind == "column" and e.table == t and e.schema == tschema and e.set
+            and e.set.not_null == true and next(e.set, next(e.set)) == nil) then
+      all_nn = false
     end
   end
-  local name = opts.name or "migration"
-  local sv = opts.server_version or 150000
-  local stmts = unit.statements
-
-  -- findings narrow the optional rewrites to the statements they flag
-  local flagged
-  if opts.findings then
-    flagged = {}
-    for _, f in ipairs(opts.findings) do
-      if f.statement and f.rule then flagged[f.rule .. ":" .. f.statement] = true end
+  local e = effs[1]
+  if all_nn and C.wants("S5", i) then
+    local tq = qualified(tschema, t)
+    local adds, drops = {}, {}
+    for _, x in ipairs(effs) do
+      local cname = truncate63(("%s_%s_not_null_check"):format(t, x.name))
+      adds[#adds + 1] = ("ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID"):format(q(cname), q(x.name))
+      B.validates[#B.validates + 1] = { sql = ("ALTER TABLE %s VALIDATE CONSTRAINT %s"):format(tq, q(cname)), idx = i }
+      drops[#drops + 1] = ("DROP CONSTRAINT %s"):format(q(cname))
     end
-  end
-  local function wants(rule, idx) return flagged == nil or flagged[rule .. ":" .. idx] == true end
-
-  local by_stmt = {}
-  for _, e in ipairs(unit.effects or {}) do
-    by_stmt[e.stmt] = by_stmt[e.stmt] or {}
-    table.insert(by_stmt[e.stmt], e)
-  end
-
-  local parts = {}
-  local cur            -- the open transactional part
-  local validates, finishes = {}, {}
-  local settings = {}  -- SET statements of the file, carried into later parts
-  local part = opts.partitioned or {}
-  -- PostgreSQL refuses CREATE INDEX CONCURRENTLY on a partitioned table
-  local function is_partitioned(e)
-    return part[e.table] or (e.schema and part[e.schema .. "." .. e.table]) or false
-  end
-  local function plain_columns(cols)
-    if type(cols) ~= "table" or #cols == 0 then return false end
-    for _, c in ipairs(cols) do if type(c) ~= "string" then return false end end
+    B:add(B:open("schema"), ("ALTER TABLE %s %s"):format(tq, table.concat(adds, ", ")), i, comment)
+    B.finishes[#B.finishes + 1] = { sql = s.text, idx = i, comment = comment }
+    B.finishes[#B.finishes + 1] = { sql = ("ALTER TABLE %s %s"):format(tq, table.concat(drops, ", ")), idx = i }
     return true
   end
-  local created = {}   -- tables created earlier in the file
-  local dropped_tx = {}
-  local rewritten = false
+  if #effs ~= 1 or e.action ~= "create" or e.kind ~= "constraint" or e.name_generated then return false end
+  if (e.contype == "u" or e.contype == "p") and plain_columns(e.columns) and not C.is_partitioned(e) and C.wants("S6", i) then
+    -- UNIQUE / PRIMARY KEY on an existing table: concurrent unique index, then USING INDEX
+    local cols = {}
+    for _, c in ipairs(e.columns) do cols[#cols + 1] = q(c) end
+    local tq = qualified(e.schema, e.table)
+    B:alone("concurrent_index", ("CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (%s)"):format(q(e.name), tq, table.concat(cols, ", ")),
+      i, comment, M.WHY.using_index, "index_" .. e.name)
+    B:add(B:open("schema"), ("ALTER TABLE %s ADD CONSTRAINT %s %s USING INDEX %s"):format(
+      tq, q(e.name), e.contype == "p" and "PRIMARY KEY" or "UNIQUE", q(e.name)), i)
+    return true
+  end
+  if (e.contype == "f" or e.contype == "c") and not e.not_valid and C.wants("S4", i) then
+    B:add(B:open("schema"), s.text .. " NOT VALID", i, comment)
+    B.validates[#B.validates + 1] = { sql = ("ALTER TABLE %s VALIDATE CONSTRAINT %s"):format(qualified(e.schema, e.table), q(e.name)), idx = i }
+    return true
+  end
+  return false
+end
 
-  local function push(p) parts[#parts + 1] = p end
-  local function new_part(kind, transactional)
-    local p = { kind = kind, transactional = transactional, body = {}, statements = {}, seen = {}, why = {} }
-    if transactional then
-      for _, s in ipairs(settings) do p.body[#p.body + 1] = { sql = s } end
-    end
-    return p
+--- Where statement i goes: dropped (transaction control), alone (cannot
+--- run in a transaction, or rewritten to CONCURRENTLY), carried (SET), into
+--- a backfill, enum or schema part, or rewritten (alter_table).
+local function place(B, C, s, i, effs, comment)
+  if s.tx_control then
+    B.dropped_tx[#B.dropped_tx + 1] = s.text
+    return
   end
-  local function add(p, sql, idx, comment)
-    p.body[#p.body + 1] = { sql = sql, comment = comment, stmt = idx }
-    if idx and not p.seen[idx] then
-      p.seen[idx] = true
-      p.statements[#p.statements + 1] = idx
-    end
-  end
-  local function has_statements(p) return p and #p.statements > 0 end
-  local function close()
-    if has_statements(cur) then push(cur) end
-    cur = nil
-    if #validates > 0 then
-      local p = new_part("validate", true)
-      for _, v in ipairs(validates) do add(p, v.sql, v.idx, v.comment) end
-      p.why[1] = M.WHY.validate
-      p.slug = "validate"
-      push(p)
-      validates = {}
-    end
-    if #finishes > 0 then
-      local p = new_part("not_null", true)
-      for _, v in ipairs(finishes) do add(p, v.sql, v.idx, v.comment) end
-      p.why[1] = M.WHY.not_null
-      p.slug = "not_null"
-      push(p)
-      finishes = {}
-    end
-  end
-  local function open(kind)
-    if cur and cur.kind ~= kind then close() end
-    if not cur then
-      cur = new_part(kind, true)
-      cur.why[1] = M.WHY[kind]
-      cur.slug = kind
-    end
-    return cur
-  end
-  local function alone(kind, sql, idx, comment, why, slug)
-    close()
-    local p = new_part(kind, false)
-    add(p, sql, idx, comment)
-    p.why[1] = why
-    p.slug = slug
-    push(p)
-  end
-
-  local prev_end = 0
-  for i, s in ipairs(stmts) do
-    local comment = leading_comments(opts.text, prev_end, s.offset)
-    prev_end = (s.offset or 0) + (s.length or 0)
-    local effs = by_stmt[i] or {}
-    local nontx = execution.non_transactional(s, sv)
-    local handled = false
-
-    if s.tx_control then
-      dropped_tx[#dropped_tx + 1] = s.text
-      handled = true
-    elseif nontx then
-      local slug = "nontx"
-      for _, e in ipairs(effs) do
-        if e.kind == "index" and e.name then slug = "index_" .. e.name break end
-      end
-      alone("nontx", s.text, i, comment, M.WHY.nontx:format(s.non_transactional_reason or s.kind), slug)
-      handled = true
-    elseif s.kind == "VariableSetStmt" then
-      settings[#settings + 1] = s.text .. ";"
-      -- in place too, for the statements after it in the current part
-      if cur then add(cur, s.text, nil, comment) end
-      handled = true
-    elseif DML[s.kind] then
-      add(open("backfill"), s.text, i, comment)
-      handled = true
-    elseif s.kind == "IndexStmt" then
-      local e = effs[1]
-      if e and e.kind == "index" and not e.concurrently and e.table
-          and not created[table_key(e.schema, e.table)] and wants("S6", i) and not is_partitioned(e) then
-        local text = concurrently(s.text)
-        if text then
-          rewritten = true
-          alone("concurrent_index", text, i, comment, M.WHY.concurrent_index, "index_" .. (e.name or e.table))
-          handled = true
-        end
-      end
-    elseif s.kind == "AlterEnumStmt" then
-      local e = effs[1]
-      if e and e.kind == "enum_value" and e.action == "create" and label_used(stmts, i + 1, e.name) then
-        add(open("enum"), s.text, i, comment)
-        handled = true
-      end
-    elseif s.kind == "AlterTableStmt" and #effs > 0 then
-      local t = effs[1].table
-      local tschema = effs[1].schema
-      local existing = t and not created[table_key(tschema, t)]
-      -- S5: every subcommand is SET NOT NULL on an existing table
-      local all_nn = existing
-      for _, e in ipairs(effs) do
-        if not (e.action == "alter" and e.kind == "column" and e.table == t and e.schema == tschema and e.set
-                and e.set.not_null == true and next(e.set, next(e.set)) == nil) then
-          all_nn = false
-        end
-      end
-      if all_nn and wants("S5", i) then
-        local tq = qualified(tschema, t)
-        local adds, drops = {}, {}
-        for _, e in ipairs(effs) do
-          local cname = truncate63(("%s_%s_not_null_check"):format(t, e.name))
-          adds[#adds + 1] = ("ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID"):format(q(cname), q(e.name))
-          validates[#validates + 1] = { sql = ("ALTER TABLE %s VALIDATE CONSTRAINT %s"):format(tq, q(cname)), idx = i }
-          drops[#drops + 1] = ("DROP CONSTRAINT %s"):format(q(cname))
-        end
-        add(open("schema"), ("ALTER TABLE %s %s"):format(tq, table.concat(adds, ", ")), i, comment)
-        finishes[#finishes + 1] = { sql = s.text, idx = i, comment = comment }
-        finishes[#finishes + 1] = { sql = ("ALTER TABLE %s %s"):format(tq, table.concat(drops, ", ")), idx = i }
-        rewritten = true
-        handled = true
-      elseif existing and #effs == 1 and effs[1].action == "create" and effs[1].kind == "constraint"
-          and (effs[1].contype == "u" or effs[1].contype == "p") and not effs[1].name_generated
-          and plain_columns(effs[1].columns) and not is_partitioned(effs[1]) and wants("S6", i) then
-        -- UNIQUE / PRIMARY KEY on an existing table: concurrent unique index, then USING INDEX
-        local e = effs[1]
-        local cols = {}
-        for _, c in ipairs(e.columns) do cols[#cols + 1] = q(c) end
-        local tq = qualified(e.schema, e.table)
-        alone("concurrent_index", ("CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (%s)"):format(q(e.name), tq, table.concat(cols, ", ")),
-          i, comment, M.WHY.using_index, "index_" .. e.name)
-        add(open("schema"), ("ALTER TABLE %s ADD CONSTRAINT %s %s USING INDEX %s"):format(
-          tq, q(e.name), e.contype == "p" and "PRIMARY KEY" or "UNIQUE", q(e.name)), i)
-        rewritten = true
-        handled = true
-      elseif existing and #effs == 1 and effs[1].action == "create" and effs[1].kind == "constraint"
-          and (effs[1].contype == "f" or effs[1].contype == "c") and not effs[1].not_valid
-          and not effs[1].name_generated and wants("S4", i) then
-        local e = effs[1]
-        add(open("schema"), s.text .. " NOT VALID", i, comment)
-        validates[#validates + 1] = { sql = ("ALTER TABLE %s VALIDATE CONSTRAINT %s"):format(qualified(e.schema, e.table), q(e.name)), idx = i }
-        rewritten = true
-        handled = true
-      end
-    end
-    if not handled then add(open("schema"), s.text, i, comment) end
+  if execution.non_transactional(s, C.sv) then
+    local slug = "nontx"
     for _, e in ipairs(effs) do
-      if e.kind == "table" and e.action == "create" then created[table_key(e.schema, e.name)] = true end
+      if e.kind == "index" and e.name then slug = "index_" .. e.name break end
+    end
+    B:alone("nontx", s.text, i, comment, M.WHY.nontx:format(s.non_transactional_reason or s.kind), slug)
+    return
+  end
+  if s.kind == "VariableSetStmt" then
+    B.settings[#B.settings + 1] = s.text .. ";"
+    -- in place too, for the statements after it in the current part
+    if B.cur then B:add(B.cur, s.text, nil, comment) end
+    return
+  end
+  if DML[s.kind] then
+    B:add(B:open("backfill"), s.text, i, comment)
+    return
+  end
+  if s.kind == "IndexStmt" then
+    local e = effs[1]
+    if e and e.kind == "index" and not e.concurrently and e.table
+        and not B.created[table_key(e.schema, e.table)] and C.wants("S6", i) and not C.is_partitioned(e) then
+      local text = concurrently(s.text)
+      if text then
+        B.rewritten = true
+        B:alone("concurrent_index", text, i, comment, M.WHY.concurrent_index, "index_" .. (e.name or e.table))
+        return
+      end
+    end
+  elseif s.kind == "AlterEnumStmt" then
+    local e = effs[1]
+    if e and e.kind == "enum_value" and e.action == "create" and label_used(C.stmts, i + 1, e.name) then
+      B:add(B:open("enum"), s.text, i, comment)
+      return
+    end
+  elseif s.kind == "AlterTableStmt" and #effs > 0 then
+    if alter_table(B, C, s, i, effs, comment) then
+      B.rewritten = true
+      return
     end
   end
-  close()
+  B:add(B:open("schema"), s.text, i, comment)
+end
 
-  if #parts == 0 then return nil, "the migration has no statements to split" end
-
-  -- folder names, checked against the neighbours
+--- Folder names (checked against the neighbours), each part's SQL, and the
+--- check that every part parses and a non-transactional one is alone.
+local function render(B, name, opts)
+  local parts = B.parts
   local slugs = {}
   for k, p in ipairs(parts) do slugs[k] = M.slug(p.slug or p.kind) end
   local names, nerr = M.names(name, slugs, { prev = opts.prev, next = opts.next, existing = opts.existing })
   if not names then return nil, nerr end
-
   local lock_set
   if opts.lock_timeout then
     lock_set = ("SET %slock_timeout = '%s';"):format(opts.unit == "statement" and "" or "LOCAL ",
@@ -389,8 +354,8 @@ function M.propose(unit, opts)
   for k, p in ipairs(parts) do
     p.name = names[k]
     p.suffix = names[k]:sub(#name + 1)
-    if k == 1 and #dropped_tx > 0 then
-      p.why[#p.why + 1] = ("transaction control left out (%s): each folder is its own transaction"):format(table.concat(dropped_tx, ", "))
+    if k == 1 and #B.dropped_tx > 0 then
+      p.why[#p.why + 1] = ("transaction control left out (%s): each folder is its own transaction"):format(table.concat(B.dropped_tx, ", "))
     end
     if not p.transactional and lock_set then
       p.why[#p.why + 1] = "no SET lock_timeout here: it would make the folder a transaction block (25001); use migfix deploy's lock_timeout"
@@ -406,7 +371,6 @@ function M.propose(unit, opts)
     p.sql = table.concat(out, "\n") .. "\n"
     p.why = table.concat(p.why, "; ")
     p.body, p.seen, p.slug = nil, nil, nil
-    -- every part must parse, and a non-transactional one must be alone
     local pu, perr = effects.analyze(p.sql, p.name .. "/migration.sql")
     if not pu then
       return nil, ("part %s does not parse: %s (line %s)"):format(p.name, perr.message, tostring(perr.line))
@@ -415,8 +379,66 @@ function M.propose(unit, opts)
       return nil, ("part %s must hold one statement, it holds %d"):format(p.name, #pu.statements)
     end
   end
-  parts.rewritten = rewritten
+  parts.rewritten = B.rewritten
   return parts
+end
+
+local PROPOSE_OPTS = { name = true, lock_timeout = true, findings = true, server_version = true, unit = true, text = true,
+                       prev = true, next = true, existing = true, partitioned = true }
+
+--- Propose the split of one analyzed migration.
+---@param unit table from migfix.effects.analyze (statements, effects)
+---@param opts {name: string, lock_timeout: string?, findings: table[]?, server_version: integer?, unit: string?, text: string?, prev: string?, next: string?, existing: table<string, boolean>?, partitioned: table<string, boolean>?}?
+---  partitioned: tables known to be partitioned ("name" or "schema.name"): PostgreSQL
+---  refuses CREATE INDEX CONCURRENTLY on them, so their index builds are not rewritten
+---@return table[]|nil parts { {suffix, name, sql, statements, why, kind, transactional}, ... }
+---@return string? err
+function M.propose(unit, opts)
+  if type(unit) ~= "table" or type(unit.statements) ~= "table" then
+    error("bad argument #1 to 'propose' (analyzed unit expected) (expected split.propose(unit, {name = ...}))", 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not PROPOSE_OPTS[k] then
+      error(("split.propose: unrecognized option \"%s\""):format(tostring(k)), 2)
+    end
+  end
+  -- findings narrow the optional rewrites to the statements they flag
+  local flagged
+  if opts.findings then
+    flagged = {}
+    for _, f in ipairs(opts.findings) do
+      if f.statement and f.rule then flagged[f.rule .. ":" .. f.statement] = true end
+    end
+  end
+  local part = opts.partitioned or {}
+  local C = {
+    sv = opts.server_version or 150000,
+    stmts = unit.statements,
+    wants = function(rule, idx) return flagged == nil or flagged[rule .. ":" .. idx] == true end,
+    -- PostgreSQL refuses CREATE INDEX CONCURRENTLY on a partitioned table
+    is_partitioned = function(e) return part[e.table] or (e.schema and part[e.schema .. "." .. e.table]) or false end,
+  }
+  local by_stmt = {}
+  for _, e in ipairs(unit.effects or {}) do
+    by_stmt[e.stmt] = by_stmt[e.stmt] or {}
+    table.insert(by_stmt[e.stmt], e)
+  end
+
+  local B = builder()
+  local prev_end = 0
+  for i, s in ipairs(unit.statements) do
+    local comment = leading_comments(opts.text, prev_end, s.offset)
+    prev_end = (s.offset or 0) + (s.length or 0)
+    local effs = by_stmt[i] or {}
+    place(B, C, s, i, effs, comment)
+    for _, e in ipairs(effs) do
+      if e.kind == "table" and e.action == "create" then B.created[table_key(e.schema, e.name)] = true end
+    end
+  end
+  B:close()
+  if #B.parts == 0 then return nil, "the migration has no statements to split" end
+  return render(B, opts.name or "migration", opts)
 end
 
 --- Whether the proposal changes anything: more than one part, or one part
