@@ -86,7 +86,7 @@ T["runtime packages: every library the binary links, and pg_dump; each known to 
       local path = h.sh(("ldd %s | awk '$1 == \"%s\" { print $3 }'"):format(h.shq(h.bin), lib)):gsub("%s+$", "")
       h.ok(path ~= "", "ldd resolves " .. lib)
       local real = h.sh("readlink -f " .. h.shq(path)):gsub("%s+$", "")
-      local pkg = h.sh(("dpkg -S %s 2>/dev/null || dpkg -S %s"):format(h.shq(real), h.shq(path))):match("^([^:]+):")
+      local pkg = h.sh(("dpkg -S %s 2>/dev/null || dpkg -S %s 2>/dev/null"):format(h.shq(real), h.shq(path))):match("^([^:]+):")
       local pgq_root = os.getenv("PGQ_ROOT")
       if not pkg and pgq_root and pgq_root ~= "" and real:sub(1, #pgq_root) == pgq_root then
         -- built against a private libpg_query tree (make PGQ_ROOT=, dpkg -x of the trixie
