@@ -25,8 +25,17 @@ CFLAGS  ?= -O2 -g
 # rpath to it so the binary runs without installing anything
 PGQ_ROOT ?=
 comma   := ,
-PGQ_INC  := $(if $(PGQ_ROOT),$(PGQ_ROOT)/usr/include,/usr/include)
-PGQ_LIBDIR := $(if $(PGQ_ROOT),$(patsubst %/,%,$(firstword $(dir $(wildcard $(PGQ_ROOT)/usr/lib/*/libpg_query.so $(PGQ_ROOT)/usr/lib/libpg_query.so)))))
+PGQ_DIR  := $(if $(PGQ_ROOT),$(abspath $(PGQ_ROOT)))
+PGQ_INC  := $(if $(PGQ_DIR),$(PGQ_DIR)/usr/include,/usr/include)
+PGQ_LIBDIR := $(if $(PGQ_DIR),$(patsubst %/,%,$(firstword $(dir $(wildcard $(PGQ_DIR)/usr/lib/*/libpg_query.so $(PGQ_DIR)/usr/lib/libpg_query.so)))))
+ifneq ($(PGQ_ROOT),)
+ifeq ($(wildcard $(PGQ_INC)/pg_query.h),)
+$(error PGQ_ROOT=$(PGQ_ROOT): no $(PGQ_INC)/pg_query.h (dpkg -x the libpg-query-dev 17 package into it))
+endif
+ifeq ($(PGQ_LIBDIR),)
+$(error PGQ_ROOT=$(PGQ_ROOT): no usr/lib/*/libpg_query.so under it (dpkg -x libpg-query-dev and libpg-query1706.0 into it))
+endif
+endif
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Wno-unused-parameter \
            -Iinclude $(if $(PGQ_ROOT),-I$(PGQ_INC)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PGQ_LDFLAGS := $(if $(PGQ_LIBDIR),-L$(PGQ_LIBDIR) -Wl$(comma)-rpath$(comma)$(PGQ_LIBDIR))
@@ -94,7 +103,7 @@ $(BUILD)/datadir.stamp: FORCE
 # which libpg_query the objects were built against: everything rebuilds when PGQ_ROOT changes
 $(BUILD)/pgq.stamp: FORCE
 	@mkdir -p $(BUILD)
-	@echo '$(PGQ_ROOT)' | cmp -s - $@ || echo '$(PGQ_ROOT)' > $@
+	@echo '$(PGQ_DIR)' | cmp -s - $@ || echo '$(PGQ_DIR)' > $@
 
 # man page and completions come from the command tables (scripts/migfix/docgen.lua)
 gen: $(GEN)
