@@ -72,7 +72,7 @@ all: deps $(BIN)
 deps:
 	@if [ -n '$(PGQ_ROOT)' ] && ! grep -qs '^#define PG_MAJORVERSION "17"' '$(PGQ_INC)/pg_query.h'; then \
 	  echo "make: error: PGQ_ROOT=$(PGQ_ROOT) holds no libpg_query 17 ($(PGQ_INC)/pg_query.h)" >&2; \
-	  echo "make: hint: apt-get download libpg-query-dev libpg-query1706.0 (trixie) and dpkg -x both into it" >&2; exit 2; \
+	  echo "make: hint: apt-get download libpg-query-dev/trixie libpg-query1706.0/trixie, then dpkg -x each into it" >&2; exit 2; \
 	fi
 	@if ! pkg-config --exists $(PKGS) || ! grep -qs '^#define PG_MAJORVERSION "17"' '$(PGQ_INC)/pg_query.h' \
 	    || [ ! -f /usr/include/cmocka.h ] || ! command -v pg_dump >/dev/null \
