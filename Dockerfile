@@ -7,7 +7,8 @@
 # The build stage installs what building needs (scripts/install-deps --build),
 # builds and installs into /out/usr/local (make install DESTDIR=/out); the final
 # stage installs only what running needs (scripts/install-deps --runtime: the
-# shared libraries, pg_dump 15, luaposix from trixie pinned as on a workstation)
+# shared libraries, pg_dump 15, luaposix and libpg_query 17 from trixie pinned as
+# on a workstation)
 # and copies the installed tree. docs/container.md says more.
 
 FROM debian:bookworm-slim AS build

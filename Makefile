@@ -10,6 +10,7 @@
 #   make install    PREFIX=/usr/local DESTDIR= : binary, scripts, policies, docs, man page, completions
 #   make uninstall  remove what make install put there (same PREFIX and DESTDIR)
 #   make matrix     the seed and fixture states against real PostgreSQL 13-18 servers
+#   make PGQ_ROOT=DIR  build against a private libpg_query 17 tree (dpkg -x of the trixie packages)
 #   make fuzz       libFuzzer targets (ASan/UBSan, clang) over the C parsers and a Lua mutation
 #                   fuzzer over SQL files, migfix.lua, .env and URLs; FUZZ_SECONDS= per target
 
@@ -18,9 +19,28 @@ PKGS    := lua5.4 libpq libcrypto libcjson icu-i18n
 BUILD   ?= build
 BIN     ?= migfix
 CFLAGS  ?= -O2 -g
+# libpg_query 17 (PostgreSQL 17's parser): the system's by default; PGQ_ROOT=DIR
+# builds against a private tree instead (e.g. `dpkg -x` of the trixie packages:
+# DIR/usr/include/pg_query.h, DIR/usr/lib/<triplet>/libpg_query.so), with an
+# rpath to it so the binary runs without installing anything
+PGQ_ROOT ?=
+comma   := ,
+PGQ_DIR  := $(if $(PGQ_ROOT),$(abspath $(PGQ_ROOT)))
+PGQ_INC  := $(if $(PGQ_DIR),$(PGQ_DIR)/usr/include,/usr/include)
+PGQ_LIBDIR := $(if $(PGQ_DIR),$(patsubst %/,%,$(firstword $(dir $(wildcard $(PGQ_DIR)/usr/lib/*/libpg_query.so $(PGQ_DIR)/usr/lib/libpg_query.so)))))
+ifneq ($(PGQ_ROOT),)
+ifeq ($(wildcard $(PGQ_INC)/pg_query.h),)
+$(error PGQ_ROOT=$(PGQ_ROOT): no $(PGQ_INC)/pg_query.h (dpkg -x the libpg-query-dev 17 package into it))
+endif
+ifeq ($(PGQ_LIBDIR),)
+$(error PGQ_ROOT=$(PGQ_ROOT): no usr/lib/*/libpg_query.so under it (dpkg -x libpg-query-dev and libpg-query1706.0 into it))
+endif
+endif
 ALL_CFLAGS = $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Wno-unused-parameter \
-           -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpg_query -lm
+           -Iinclude $(if $(PGQ_ROOT),-I$(PGQ_INC)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PGQ_LDFLAGS := $(if $(PGQ_LIBDIR),-L$(PGQ_LIBDIR) -Wl$(comma)-rpath$(comma)$(PGQ_LIBDIR))
+LDLIBS  += $(PGQ_LDFLAGS) \
+           $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpg_query -lm
 
 SRCS    := $(wildcard engine/*.c)
 OBJS    := $(patsubst engine/%.c,$(BUILD)/%.o,$(SRCS))
@@ -50,7 +70,11 @@ all: deps $(BIN)
 
 # Missing headers/tools -> run the installer (needs root; says so otherwise).
 deps:
-	@if ! pkg-config --exists $(PKGS) || [ ! -f /usr/include/pg_query.h ] \
+	@if [ -n '$(PGQ_ROOT)' ] && ! grep -qs '^#define PG_MAJORVERSION "17"' '$(PGQ_INC)/pg_query.h'; then \
+	  echo "make: error: PGQ_ROOT=$(PGQ_ROOT) holds no libpg_query 17 ($(PGQ_INC)/pg_query.h)" >&2; \
+	  echo "make: hint: apt-get download libpg-query-dev/trixie libpg-query1706.0/trixie, then dpkg -x each into it" >&2; exit 2; \
+	fi
+	@if ! pkg-config --exists $(PKGS) || ! grep -qs '^#define PG_MAJORVERSION "17"' '$(PGQ_INC)/pg_query.h' \
 	    || [ ! -f /usr/include/cmocka.h ] || ! command -v pg_dump >/dev/null \
 	    || ! lua5.4 -e 'require"posix"' >/dev/null 2>&1 \
 	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ] \
@@ -64,17 +88,22 @@ deps:
 $(BIN): $(OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/%.o: engine/%.c include/migfix.h $(wildcard include/*.h)
+$(BUILD)/%.o: engine/%.c include/migfix.h $(wildcard include/*.h) $(BUILD)/pgq.stamp
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # main.o holds the baked-in DATADIR: rebuilt when PREFIX changes
-$(BUILD)/main.o: engine/main.c include/migfix.h $(wildcard include/*.h) $(BUILD)/datadir.stamp
+$(BUILD)/main.o: engine/main.c include/migfix.h $(wildcard include/*.h) $(BUILD)/datadir.stamp $(BUILD)/pgq.stamp
 	$(CC) $(ALL_CFLAGS) -DMIGFIX_DATADIR='"$(DATADIR)"' -c -o $@ $<
 
 $(BUILD)/datadir.stamp: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' > $@
+
+# which libpg_query the objects were built against: everything rebuilds when PGQ_ROOT changes
+$(BUILD)/pgq.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PGQ_DIR)' | cmp -s - $@ || echo '$(PGQ_DIR)' > $@
 
 # man page and completions come from the command tables (scripts/migfix/docgen.lua)
 gen: $(GEN)
@@ -131,7 +160,7 @@ FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_CFLAGS  = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itests/fuzz $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_CFLAGS  = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itests/fuzz $(if $(PGQ_ROOT),-I$(PGQ_INC)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIBOBJS := $(patsubst engine/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out engine/main.c,$(SRCS)))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 

@@ -1,4 +1,4 @@
-/* migfix.sql — PostgreSQL's own parser (libpg_query 15) for Lua.
+/* migfix.sql — PostgreSQL's own parser (libpg_query 17) for Lua.
  *
  * @module migfix.sql
  *
@@ -25,6 +25,13 @@
 #include <pg_query.h>
 
 #include "migfix.h"
+
+/* The parse-tree JSON shapes the Lua library reads are PostgreSQL 17's
+ * (MergeWhenClause.matchKind, AT_SetExpression, ...): an older parser would
+ * reject newer syntax and give other shapes. */
+#if !defined(PG_VERSION_NUM) || PG_VERSION_NUM < 170000
+#error "migfix needs libpg_query 17 (libpg-query-dev 17-6.x from Debian trixie; scripts/install-deps, or make PGQ_ROOT=DIR)"
+#endif
 
 #define RESULT_MT "migfix.sql.result"
 

@@ -1,5 +1,5 @@
 -- S3: an ALTER that rewrites an existing large table (volatile default,
--- identity or stored generated column, type change that is not
+-- identity or stored generated column, SET EXPRESSION, type change that is not
 -- binary-coercible, VACUUM FULL, CLUSTER) holds ACCESS EXCLUSIVE for the
 -- whole rewrite and needs up to twice the disk.
 local ALT = {
@@ -7,6 +7,7 @@ local ALT = {
   ["alter_table.add_column_volatile_default"] = "add the column without the default, SET DEFAULT afterwards (it applies to new rows only), backfill existing rows in batches outside this migration",
   ["alter_table.add_column_identity"] = "add a plain column, backfill it in batches, then attach a sequence or identity on the filled column",
   ["alter_table.add_column_generated"] = "add a plain column maintained by a trigger, backfill in batches",
+  ["alter_table.set_expression"] = "add a new generated column (or a plain one kept by a trigger) beside the old, backfill, switch readers, drop the old column later",
   ["vacuum_full"] = "use pg_repack (or pg_squeeze), which holds ACCESS EXCLUSIVE only briefly",
   ["cluster"] = "use pg_repack --order-by, which holds ACCESS EXCLUSIVE only briefly",
 }

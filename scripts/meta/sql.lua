@@ -1,5 +1,5 @@
 ---@meta migfix.sql
--- LuaLS stub for the C module engine/sql.c (libpg_query 15, PostgreSQL's own parser).
+-- LuaLS stub for the C module engine/sql.c (libpg_query 17, PostgreSQL's own parser).
 local sql = {}
 
 ---@class migfix.sql.Error

@@ -18,7 +18,7 @@ function M.analyze(path, text)
   local unit, err = effects.analyze(text, path)
   if not unit then
     ui.fail { message = ("%s:%s:%s: %s"):format(path, err.line or "?", err.column or "?", err.message),
-              detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query 15)",
+              detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query 17)",
               hint = "fix the statement at that line; Prisma would fail on it too", code = ui.EXIT.USAGE }
   end
   return unit

@@ -678,6 +678,34 @@ ALTER.AT_ColumnDefault = function(ctx, schema, table, cmd)
   end
 end
 
+-- Inner text of the "AS ( ... )" group that holds a node (the expression of
+-- ALTER COLUMN ... SET EXPRESSION AS (...)), nil when it cannot be found.
+local function as_group_text(st, node)
+  local loc = min_location(node)
+  if not loc then return nil end
+  local toks = st.toks
+  for j = math.min(tok_at(toks, loc + 1), #toks), 1, -1 do
+    local t = toks[j]
+    if t.s <= loc and t.t == "word" and t.w == "as" then
+      if not (toks[j + 1] and toks[j + 1].t == "(") then return nil end
+      local txt = group_text(st, j + 1)
+      return txt and txt:match("^%s*(.-)%s*$")
+    end
+  end
+  return nil
+end
+
+-- PostgreSQL 17: ALTER COLUMN ... SET EXPRESSION AS (...) gives a stored
+-- generated column a new expression (the table is rewritten); the catalog
+-- shows it as the column's pg_attrdef expression.
+ALTER.AT_SetExpression = function(ctx, schema, table, cmd)
+  local text = cmd.def and as_group_text(ctx.stmt, cmd.def)
+  if not text or text == "" then
+    return unverifiable(ctx, "other", { node = "AlterTableStmt", subcommand = cmd.subtype })
+  end
+  alter_column(ctx, schema, table, cmd.name, { expression = text }, min_location(cmd.def))
+end
+
 ALTER.AT_AddConstraint = function(ctx, schema, table, cmd)
   constraint_effect(ctx, "create", schema, table, cmd.def.Constraint)
 end

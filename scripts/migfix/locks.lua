@@ -40,6 +40,8 @@ M.FACTS = {
   ["alter_table.add_column_identity"] = { lock = AEL, rewrite = true, scan = false, transactional = true },
   ["alter_table.add_column_generated"] = { lock = AEL, rewrite = true, scan = false, transactional = true,
     note = "GENERATED ALWAYS AS (...) STORED" },
+  ["alter_table.set_expression"] = { lock = AEL, rewrite = true, scan = false, transactional = true,
+    note = "ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17+): the stored values are recomputed" },
   ["alter_table.drop_column"] = { lock = AEL, rewrite = false, scan = false, transactional = true },
   ["alter_table.alter_type"] = { lock = AEL, rewrite = "unless binary-coercible", scan = false, transactional = true,
     note = "indexes on the column are rebuilt even without a table rewrite" },
@@ -234,6 +236,7 @@ function M.classify(stmt, effect, node)
         elseif e.action == "alter" then
           local s = e.set or {}
           if s.type then where.column, where.new_type = e.name, s.type; return "alter_table.alter_type", where end
+          if s.expression then where.column = e.name; return "alter_table.set_expression", where end
           if s.not_null == true then where.column = e.name; return "alter_table.set_not_null", where end
           if s.not_null == false then return "alter_table.drop_not_null", where end
           if s.has_default == false then return "alter_table.drop_default", where end

@@ -282,7 +282,7 @@ end
 -- Expected model
 ---------------------------------------------------------------------------
 local PROPS = {
-  column = { "type", "not_null", "default", "has_default" },
+  column = { "type", "not_null", "default", "has_default", "expression" },
   index = { "unique", "primary", "columns", "method", "predicate", "concurrently" },
   constraint = { "contype", "columns", "ref_schema", "ref_table", "ref_columns", "on_delete", "on_update",
                  "not_valid", "expr", "name_generated" },
@@ -296,7 +296,7 @@ local PROPS = {
 
 -- ALTER properties the catalog check compares (others make the item unverifiable)
 local COMPARED_SET = {
-  column = { type = true, not_null = true, default = true, has_default = true },
+  column = { type = true, not_null = true, default = true, has_default = true, expression = true },
   constraint = { not_valid = true, validated = true },
   sequence = { owned_by = true },
 }
@@ -457,6 +457,7 @@ local function apply_create(model, e)
   entry.created = true
   entry.preexisting = false
   set_props(entry, e, e.stmt)
+  if e.kind == "column" then entry.generated_expr = e.generated and e.default or nil end
   if (e.kind == "index" or e.kind == "constraint") and e.table then
     -- on a column of the name of one the file dropped: an index or constraint
     -- of this name may have gone with the old column, and be found here
@@ -739,6 +740,11 @@ local function apply_alter(model, e)
     end
   end
   if set.validated ~= nil and set.not_valid == nil then set.not_valid = not set.validated end
+  if e.kind == "column" and set.expression ~= nil then
+    -- SET EXPRESSION: the expression before it, when this file gave it (a
+    -- catalog still showing that one shows the statement did not run)
+    entry.expression_before = entry.props.expression or entry.generated_expr
+  end
   set_props(entry, set, e.stmt)
   if e.kind == "column" and set.has_default == false then
     entry.props.default = nil
@@ -1176,6 +1182,24 @@ lookup = function(entry, snap, ds)
       and not same_default(p.default, c.default, c.type) then
       -- a default set on an existing column (or a re-created one) must be the file's
       diff(diffs, "default", p.default, c.default)
+    end
+    if p.expression ~= nil then
+      -- ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17): the catalog's
+      -- generation expression (pg_get_expr) must be the file's; one that
+      -- matches neither it nor the expression before it is no evidence
+      if c.generated ~= "s" then
+        diff(diffs, "generated", "stored", c.generated or "not generated",
+          { note = "SET EXPRESSION needs a stored generated column" })
+      elseif c.default == nil then
+        return c, diffs, ("the generation expression of column \"%s\" was not read (its table is locked)"):format(entry.name)
+      elseif not same_default(p.expression, c.default, c.type) then
+        if entry.expression_before and same_default(entry.expression_before, c.default, c.type) then
+          diff(diffs, "expression", p.expression, c.default)
+        else
+          return c, diffs, ("the generation expression of column \"%s\", %s, could not be matched with the catalog's %s")
+            :format(entry.name, p.expression, c.default)
+        end
+      end
     end
     return c, diffs
   elseif k == "constraint" then

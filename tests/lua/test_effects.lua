@@ -358,6 +358,42 @@ GRANT SELECT ON "User" TO public;
   for _, s in ipairs(u.statements) do H.eq(s.unverifiable, true) end
 end
 
+T["PostgreSQL 17 syntax (the parser is 17's): SET EXPRESSION, MERGE ... RETURNING, JSON_TABLE"] = function()
+  local u = analyze([[
+CREATE TABLE "P" ("a" INTEGER, "b" INTEGER GENERATED ALWAYS AS ("a" * 2) STORED);
+ALTER TABLE "P" ALTER COLUMN "b" SET EXPRESSION AS ((("a" + 1)) * 3), ALTER COLUMN "a" SET NOT NULL;
+MERGE INTO "P" USING "Q" ON "P"."a" = "Q"."a" WHEN MATCHED THEN UPDATE SET "a" = 1
+  WHEN NOT MATCHED BY SOURCE THEN DELETE RETURNING merge_action(), "P".*;
+CREATE VIEW "J" AS SELECT * FROM JSON_TABLE('[1]'::jsonb, '$[*]' COLUMNS (x int PATH '$')) AS jt;
+ALTER TABLE "P" SET ACCESS METHOD DEFAULT;
+ALTER TABLE "P" ALTER COLUMN "b" DROP EXPRESSION;
+]])
+  local e = u.effects
+  H.eq(e[1].columns[2].generated, "s")
+  H.eq(e[1].columns[2].default, '"a" * 2')
+  -- the generated column's new expression, as written inside AS ( ... )
+  H.same(e[2], { action = "alter", kind = "column", table = "P", name = "b",
+                 set = { expression = '(("a" + 1)) * 3' }, stmt = 2, line = 2 })
+  H.same(e[3].set, { not_null = true })
+  -- MERGE (with PostgreSQL 17's WHEN NOT MATCHED BY SOURCE and RETURNING): data
+  H.eq(e[4].action, "unverifiable")
+  H.eq(e[4].kind, "data")
+  H.eq(e[4].table, "P")
+  -- a view over JSON_TABLE: created, its output columns not modelled
+  H.eq(e[5].kind, "view")
+  H.eq(e[5].action, "create")
+  H.eq(e[5].out_columns, nil)
+  -- subcommands without a model stay unverifiable, named
+  H.eq(e[6].action, "unverifiable")
+  H.eq(e[6].subcommand, "AT_SetAccessMethod")
+  H.eq(e[7].subcommand, "AT_DropExpression")
+  H.eq(#e, 7)
+  -- libpg_query 17 writes negative integers into its JSON (15 left them out: numeric(10,-2) read as numeric(10,0))
+  local u2 = analyze('CREATE TABLE t (a numeric(10,-2), b int DEFAULT -1);\n')
+  H.eq(u2.effects[1].columns[1].type, "numeric(10,-2)")
+  H.eq(u2.effects[1].columns[2].default, "-1")
+end
+
 T["DROP with several names, CASCADE, extensions, views, sequences, comments"] = function()
   local u = analyze([[
 DROP TABLE "a", "app"."b" CASCADE;

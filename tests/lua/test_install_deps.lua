@@ -157,4 +157,36 @@ T["the script: POSIX sh syntax, usage error, and the installer says how to undo"
   h.contains(text, "python3-prometheus-client", "the metrics tests' parser is installed")
 end
 
+T["from trixie: lua-posix and libpg_query 17 only, installed with -t trixie; nothing of libpg_query 15"] = function()
+  local function list(mode)
+    local out, rc = h.sh(h.shq(SCRIPT) .. " --list-packages" .. (mode and (" " .. mode) or ""))
+    h.eq(rc, 0, out)
+    local set = {}
+    for p in out:gmatch("[^\n]+") do set[p] = true end
+    return set, out
+  end
+  local trixie, tout = list("--trixie")
+  h.same(trixie, { ["lua-posix"] = true, ["libpg-query-dev"] = true, ["libpg-query1706.0"] = true })
+  local build, runtime, all = list("--build"), list("--runtime"), list()
+  h.ok(build["libpg-query-dev"] and build["libpg-query1706.0"] and build["lua-posix"], "build: the parser's headers")
+  h.ok(runtime["libpg-query1706.0"] and runtime["lua-posix"] and not runtime["libpg-query-dev"], "runtime: the library only")
+  for p in pairs(trixie) do h.ok(all[p], p .. " in the full list") end
+  for _, set in ipairs({ build, runtime, all }) do
+    for p in pairs(set) do h.ok(not p:find("1504", 1, true), "no libpg_query 15 package: " .. p) end
+  end
+  local text = h.read(SCRIPT)
+  h.contains(text, "-t trixie $trixie_pkgs", "the trixie packages are installed by name with -t trixie")
+  h.contains(text, "Pin-Priority: 100", "and the pin keeps every other trixie package out")
+  -- on this machine's apt (when it knows trixie): installing exactly those from trixie
+  -- pulls nothing else from there (a simulation: nothing is installed)
+  local policy = h.sh("apt-cache policy libpg-query1706.0 2>/dev/null")
+  if not policy:find("trixie", 1, true) then
+    print("# skip: this machine's apt has no trixie source (scripts/install-deps writes it)")
+    return
+  end
+  local sim, rc = h.sh("apt-get install -s -qq --no-install-recommends -t trixie " .. tout:gsub("\n", " ") .. " 2>&1")
+  h.eq(rc, 0, sim)
+  for pkg in ("\n" .. sim):gmatch("\nInst (%S+)") do h.ok(trixie[pkg], "only the named packages come from trixie: " .. pkg) end
+end
+
 return T

@@ -86,7 +86,14 @@ T["runtime packages: every library the binary links, and pg_dump; each known to 
       local path = h.sh(("ldd %s | awk '$1 == \"%s\" { print $3 }'"):format(h.shq(h.bin), lib)):gsub("%s+$", "")
       h.ok(path ~= "", "ldd resolves " .. lib)
       local real = h.sh("readlink -f " .. h.shq(path)):gsub("%s+$", "")
-      local pkg = h.sh(("dpkg -S %s 2>/dev/null || dpkg -S %s"):format(h.shq(real), h.shq(path))):match("^([^:]+):")
+      local pkg = h.sh(("dpkg -S %s 2>/dev/null || dpkg -S %s 2>/dev/null"):format(h.shq(real), h.shq(path))):match("^([^:]+):")
+      local pgq_root = os.getenv("PGQ_ROOT")
+      if not pkg and pgq_root and pgq_root ~= "" and real:sub(1, #pgq_root) == pgq_root then
+        -- built against a private libpg_query tree (make PGQ_ROOT=, dpkg -x of the trixie
+        -- packages): the Debian package of its soname, libpg_query.so.1706.0 -> libpg-query1706.0
+        local maj, min = lib:match("^libpg_query%.so%.(%d+)%.(%d+)$")
+        if maj then pkg = ("libpg-query%s.%s"):format(maj, min) end
+      end
       h.ok(pkg, "a package owns " .. real)
       h.ok(runtime[pkg], ("%s (%s) is installed by install-deps --runtime"):format(pkg, lib))
       n = n + 1

@@ -31,6 +31,32 @@ T["parse returns the tree as Lua tables"] = function()
   H.eq(math.type(def.ival.ival), "integer")
 end
 
+T["the parser is PostgreSQL 17's (libpg_query 17): its syntax and JSON shapes"] = function()
+  local t = assert(sql.parse("SELECT 1"))
+  H.ok(t.version >= 170000 and t.version < 180000, "libpg_query 17: " .. tostring(t.version))
+  -- PostgreSQL 17 syntax parses
+  local a = assert(sql.parse('ALTER TABLE "P" ALTER COLUMN "b" SET EXPRESSION AS ("a" * 3)')).stmts[1].stmt
+  local cmd = a.AlterTableStmt.cmds[1].AlterTableCmd
+  H.eq(cmd.subtype, "AT_SetExpression")
+  H.eq(cmd.name, "b")
+  H.ok(cmd.def.A_Expr, "the expression")
+  -- MERGE: matchKind (15 had a boolean "matched"), WHEN NOT MATCHED BY SOURCE, RETURNING
+  local m = assert(sql.parse("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE " ..
+    "WHEN NOT MATCHED BY SOURCE THEN DELETE RETURNING t.id")).stmts[1].stmt.MergeStmt
+  H.eq(m.mergeWhenClauses[1].MergeWhenClause.matchKind, "MERGE_WHEN_MATCHED")
+  H.eq(m.mergeWhenClauses[1].MergeWhenClause.matched, nil)
+  H.eq(m.mergeWhenClauses[2].MergeWhenClause.matchKind, "MERGE_WHEN_NOT_MATCHED_BY_SOURCE")
+  H.eq(#m.returningList, 1)
+  -- PARTITION BY: the strategy is an enum name (15: "range")
+  local c = assert(sql.parse("CREATE TABLE p (a int) PARTITION BY RANGE (a)")).stmts[1].stmt.CreateStmt
+  H.eq(c.partspec.strategy, "PARTITION_STRATEGY_RANGE")
+  -- negative integers are written (15 left them out)
+  local v = assert(sql.parse("SELECT -1")).stmts[1].stmt.SelectStmt.targetList[1].ResTarget.val
+  H.eq(v.A_Const.ival.ival, -1)
+  -- JSON_TABLE
+  assert(sql.parse("SELECT * FROM JSON_TABLE('[1]'::jsonb, '$[*]' COLUMNS (x int PATH '$')) jt"))
+end
+
 T["parse folds unquoted identifiers only"] = function()
   local t = assert(sql.parse('ALTER TABLE Users ADD COLUMN "Name" text'))
   local a = t.stmts[1].stmt.AlterTableStmt

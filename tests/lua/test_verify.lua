@@ -320,6 +320,47 @@ T["defaults: a created column's by presence; a default SET on an existing column
   H.eq(verify.norm_expr("CURRENT_TIMESTAMP"), verify.norm_expr("current_timestamp"))
 end
 
+T["SET EXPRESSION (PostgreSQL 17): the catalog's generation expression, matched or no evidence"] = function()
+  local set = { kind = "column", action = "alter", table = "P", name = "b", set = { expression = '"a" * 3' } }
+  local u = unit({ { 'ALTER TABLE "P" ALTER COLUMN "b" SET EXPRESSION AS ("a" * 3)', { set } } })
+  local function gsnap(expr, generated, locked)
+    local s = snap({ tables = { P = { { "a", "integer" }, { "b", "integer", false, expr } } } })
+    local c = s.tables["public.P"].columns.b
+    c.generated = generated
+    if locked then c.default = nil end
+    return s
+  end
+  -- the new expression is there (pg_get_expr's spelling): done
+  local ev = verify.compare(u, gsnap("(a * 3)", "s"))
+  H.eq(ev.items[1].state, "present")
+  H.eq(ev.verdict, "complete")
+  -- another expression: the file cannot tell "not run" from a spelling it cannot match
+  ev = verify.compare(u, gsnap("(a * 2)", "s"))
+  H.eq(ev.items[1].state, "unverifiable")
+  H.contains(ev.items[1].reason, "could not be matched")
+  H.eq(ev.verdict, "unverifiable")
+  -- a column that is not generated: SET EXPRESSION cannot have run
+  ev = verify.compare(u, gsnap(nil, nil))
+  H.eq(ev.items[1].state, "different")
+  H.eq(ev.items[1].diffs[1].field, "generated")
+  H.eq(ev.verdict, "absent")
+  -- the table was locked: the expression was not read
+  ev = verify.compare(u, gsnap("(a * 3)", "s", true))
+  H.eq(ev.items[1].state, "unverifiable")
+  H.contains(ev.items[1].reason, "was not read")
+  -- the file created the column: its first expression still there shows the ALTER did not run
+  local u2 = unit({
+    { 'CREATE TABLE "P" (...)', { { kind = "table", action = "create", name = "P", columns = {
+        col("a", "integer"), { name = "b", type = "integer", not_null = false, has_default = true, default = '"a" * 2', generated = "s" } } } } },
+    { 'ALTER TABLE "P" ALTER COLUMN "b" SET EXPRESSION AS ("a" * 3)', { set } } }, {})
+  u2.effects[1].stmt, u2.effects[2].stmt = 1, 2
+  ev = verify.compare(u2, gsnap("(a * 2)", "s"), "public", { unit = "statement" })
+  local b = item(ev, "column", "b")
+  H.eq(b.state, "different")
+  H.eq(b.diffs[1].field, "expression")
+  H.eq(verify.compare(u2, gsnap("(a * 3)", "s")).verdict, "complete")
+end
+
 T["unverifiable: DML and DO only"] = function()
   local u = unit({
     { "UPDATE t SET x = 1", { { kind = "data", action = "unverifiable" } }, unverifiable = true },

@@ -141,7 +141,7 @@ function C.run(ctx, opts, args)
           gh_escape("migfix: syntax error", true), gh_escape(err.message)))
       end
       ui.fail { message = ("%s:%s: %s"):format(path, err.line or "?", err.message),
-                detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query)",
+                detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query 17)",
                 hint = "fix the statement at that line; Prisma would fail on it too", code = ui.EXIT.USAGE }
     end
     return P
