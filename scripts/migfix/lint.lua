@@ -7,15 +7,17 @@
 --- a database is at hand) and the whole unit through `ctx`; it returns
 --- findings. This module applies thresholds, severities and inline
 --- suppressions (`-- migfix:ignore RULE reason`). README "Lint".
+local guest = require "migfix.guest"
 local locks = require "migfix.locks"
-local policy = require "migfix.policy"
+local ui = require "migfix.ui"
 local sql = require "migfix.sql"
 local execution = require "migfix.execution"
 
 local M = {}
 
 M.SEVERITIES = { error = 3, warning = 2, info = 1 }
-M.DEADLINE_SECONDS = 5
+--- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE), for the rules of one statement together.
+M.DEADLINE_SECONDS = nil
 
 --- Defaults (lint-and-simulation.md, "Defaults (own)"): a table is large at
 --- 1M rows or 1 GB (error), and worth a warning at a tenth of that.
@@ -62,8 +64,19 @@ end
 
 local RULE_FIELDS = { id = true, title = true, description = true, default_severity = true, check = true }
 
-local function with_deadline(fn, ...)
-  return require("migfix.policy").with_deadline("lint rule", M.DEADLINE_SECONDS, fn, ...)
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+--- A sandbox holding the lint guest code (and the rules, when given).
+local function new_guest()
+  local g = guest.new("lint rule", { "lint" }, { deadline = M.DEADLINE_SECONDS })
+  g:define("locks", "migfix.locks")
+  return g
 end
 
 local function list_lua(dir)
@@ -80,34 +93,67 @@ local function list_lua(dir)
   return files
 end
 
---- Load one rule file in the policy sandbox and check its shape.
----@param path string
----@return table rule { id, title, description?, default_severity, check, file }
----@overload fun(path: string): nil, string
-function M.load_rule(path)
-  local env = policy.sandbox(path)
-  local chunk, err = loadfile(path, "t", env)
-  if not chunk then return nil, "syntax error in lint rule: " .. tostring(err) end
-  local ok, rule = with_deadline(chunk)
-  if not ok then return nil, ("lint rule %s failed to load: %s"):format(path, tostring(rule):match("^[^\n]*")) end
-  if type(rule) ~= "table" or type(rule.id) ~= "string" or type(rule.check) ~= "function" then
+-- rule list -> its sandbox, with every rule loaded (weak: goes with the list)
+local guests = setmetatable({}, { __mode = "k" })
+
+--- Describe one rule file loaded in the sandbox g, or nil, why not.
+local function describe_rule(g, path, text)
+  local ok, d, info = g:call("lint_load", text, "@" .. path)
+  if not ok then return nil, ("lint rule %s failed to load: %s"):format(path, guest.explain(d, info)) end
+  if d.syntax then return nil, "syntax error in lint rule: " .. tostring(d.syntax) end
+  if d.error then return nil, ("lint rule %s failed to load: %s"):format(path, d.error:match("^[^\n]*")) end
+  if d.type ~= "table" or not d.id or d.check ~= "function" then
     return nil, ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
   end
-  for k in pairs(rule) do
+  for _, k in ipairs(d.fields) do
     if not RULE_FIELDS[k] then
-      return nil, ("lint rule %s: unrecognized field \"%s\" (expected id, title, description, default_severity, check)"):format(path, tostring(k))
+      return nil, ("lint rule %s: unrecognized field \"%s\" (expected id, title, description, default_severity, check)"):format(path, k)
     end
   end
-  rule.default_severity = rule.default_severity or "warning"
-  if not M.SEVERITIES[rule.default_severity] then
-    return nil, ("lint rule %s: default_severity must be error, warning or info, not \"%s\""):format(path, tostring(rule.default_severity))
+  local sev = d.default_severity or "warning"
+  if not M.SEVERITIES[sev] then
+    return nil, ("lint rule %s: default_severity must be error, warning or info, not \"%s\""):format(path, sev)
   end
-  if not rule.id:match("^[%w_%-]+$") then
-    return nil, ("lint rule %s: invalid id \"%s\""):format(path, rule.id)
+  if not d.id:match("^[%w_%-]+$") then
+    return nil, ("lint rule %s: invalid id \"%s\""):format(path, d.id)
   end
-  rule.title = rule.title or rule.id
-  rule.file = path
-  return rule
+  return { id = d.id, title = d.title or d.id, description = d.description, default_severity = sev, file = path, source = text }
+end
+
+--- Load one rule file in a sandbox and check its shape. The rule is kept
+--- as data (its source included): run_unit runs it in a sandbox of its own.
+---@param path string
+---@return table rule { id, title, description?, default_severity, file, source }
+---@overload fun(path: string): nil, string
+function M.load_rule(path, g)
+  local text, err = read_file(path)
+  if not text then return nil, ("could not read lint rule %s: %s"):format(path, tostring(err)) end
+  if g then return describe_rule(g, path, text) end
+  local own <close> = new_guest()
+  return describe_rule(own, path, text)
+end
+
+--- The sandbox of a rule list, every rule loaded in it; its data released
+--- (the previous unit's) so the next unit can be handed in.
+local function guest_for(rules)
+  local g = guests[rules]
+  if g and g.sb:stats().stopped then g:close() g = nil end
+  if g then
+    g.sb:release()
+    return g
+  end
+  g = new_guest()
+  for _, rule in ipairs(rules) do
+    if type(rule.source) ~= "string" then
+      g:close()
+      error("lint.run_unit: opts.rules must come from lint.load_rules(paths)", 3)
+    end
+    local d, lerr = describe_rule(g, rule.file, rule.source)
+    if not d then g:close() ui.fail { message = lerr, code = ui.EXIT.USAGE } end
+  end
+  g.sb:release()
+  guests[rules] = g
+  return g
 end
 
 --- Where rules are looked for: every policy path's checks/ (team rules,
@@ -132,10 +178,11 @@ function M.load_rules(paths)
     error("bad argument #1 to 'load_rules' (table expected) (expected lint.load_rules({dir, ...}))", 2)
   end
   local by_id, out = {}, {}
+  local g <close> = new_guest()
   for _, dir in ipairs(paths) do
     local here = {}
     for _, f in ipairs(list_lua(dir)) do
-      local rule, err = M.load_rule(f)
+      local rule, err = M.load_rule(f, g)
       if not rule then return nil, err end
       if here[rule.id] then
         return nil, ("lint rules %s and %s both have id \"%s\""):format(here[rule.id], f, rule.id)
@@ -200,22 +247,6 @@ local function tx_kind(node)
   if k == "TRANS_STMT_COMMIT" or k == "TRANS_STMT_ROLLBACK" or k == "TRANS_STMT_PREPARE" then return "end" end
   return nil
 end
-
-local function human_bytes(b)
-  local units = { "B", "kB", "MB", "GB", "TB" }
-  local i = 1
-  while b >= 1024 and i < #units do b = b / 1024; i = i + 1 end
-  return (i == 1 and "%d %s" or "%.1f %s"):format(b, units[i])
-end
-
-local function human_rows(r)
-  if r >= 1e6 then return ("%.1fM rows"):format(r / 1e6) end
-  if r >= 1e4 then return ("%.0fk rows"):format(r / 1e3) end
-  return ("%d rows"):format(math.floor(r))
-end
-
-local function quoted(t) return ('"%s"'):format(t.table) end
-
 
 -- index name -> table, per catalog snapshot (weak: dropped with the snapshot)
 local index_tables = setmetatable({}, { __mode = "k" })
@@ -361,62 +392,21 @@ function M.run_unit(unit, opts)
     stmts[#stmts + 1] = s
   end
 
-  -- what a rule sees besides the statement
-  local ctx = {
-    file = file, unit_mode = mode, server_version = server_version, offline = sizes == nil,
-    settings = settings, statements = stmts, schema = schema_default,
-    locks = { LEVELS = locks.LEVELS, FACTS = locks.FACTS, rank = locks.rank, max = locks.max,
-              blocks_reads = locks.blocks_reads, blocks_writes = locks.blocks_writes },
-  }
-  --- "error" | "warning" | "unknown" (size not known) | nil (small, new or absent)
-  function ctx.band(t, rows_threshold)
-    if t == nil or t.new or t.exists == false then return nil end
-    if sizes == nil then return "unknown" end
-    local rows = t.rows
-    local bytes = t.bytes
-    if rows == nil and bytes == nil then return "unknown" end
-    local lr, wr = settings.large_rows, settings.warn_rows
-    if rows_threshold then lr, wr = settings.large_rows, rows_threshold end
-    if (rows and rows >= lr) or (not rows_threshold and bytes and bytes >= settings.large_bytes) then return "error" end
-    if (rows and rows >= wr) or (not rows_threshold and bytes and bytes >= settings.warn_bytes) then return "warning" end
-    return nil
+  -- the rules run in a sandbox of their own (one per rule list, reused from
+  -- unit to unit): they see the statements and the unit read-only, and
+  -- build ctx there (guest/lint.lua)
+  local g = guest_for(rules)
+  local on = {}
+  for k, rule in ipairs(rules) do
+    if not settings.off[rule.id] then on[#on + 1] = { index = k, id = rule.id } end
   end
-  function ctx.size_text(t)
-    if t.new then return "created earlier in this file" end
-    if sizes == nil then return "size unknown: no database" end
-    if t.exists == false then return "not in the database yet" end
-    local parts = {}
-    if t.rows then parts[#parts + 1] = human_rows(t.rows) end
-    if t.bytes then parts[#parts + 1] = human_bytes(t.bytes) end
-    return #parts > 0 and table.concat(parts, ", ") or "size unknown"
-  end
-  function ctx.name(t) return quoted(t) end
-  function ctx.segment(s)
-    local out = {}
-    for _, x in ipairs(stmts) do if x.segment == s.segment then out[#out + 1] = x end end
-    return out
-  end
-  function ctx.before(s)
-    local out = {}
-    for _, x in ipairs(stmts) do
-      if x.index < s.index and x.segment == s.segment then out[#out + 1] = x end
-    end
-    return out
-  end
-  function ctx.human_rows(r) return human_rows(r) end
-  --- a table's size record as rules see it (for tables a statement reads without locking them for writes)
-  function ctx.lookup(schema, name)
-    local key = tkey(schema, name)
-    local t = { key = key, schema = schema or schema_default, table = name, keys = {}, new = false }
-    if sizes then
-      local z = sizes[key]
-      t.exists = z ~= nil
-      if z then t.rows, t.bytes = z.rows, z.bytes end
-    else
-      t.exists = true
-    end
-    return t
-  end
+  local uok, uerr = g:call("lint_unit", {
+    statements = stmts, file = file, unit_mode = mode, server_version = server_version, settings = settings,
+    schema = schema_default, sizes = sizes, on = on,
+  })
+  if not uok then error(("lint: could not hand %s to the sandbox: %s"):format(file, tostring(uerr)), 0) end
+  local by_id = {}
+  for _, rule in ipairs(rules) do by_id[rule.id] = rule end
 
   -- suppressions
   local sups = suppressions(opts.text or unit.text or "", file)
@@ -459,15 +449,28 @@ function M.run_unit(unit, opts)
 
   -- run the rules
   for _, s in ipairs(stmts) do
+    local cok, out, info = g:call("lint_check", s.index)
+    if not cok then
+      local who = info and info.where and info.where:match("^(.-):%d+$")
+      local rule_of = who and (function() for _, r in ipairs(rules) do if r.file == who then return r end end end)()
+      ui.fail { message = ("lint rule %s%s on %s:%d: %s"):format(rule_of and (rule_of.id .. " (" .. rule_of.file .. ")") or "",
+                  rule_of and " failed" or "failed", file, s.line, guest.explain(out, info)),
+                hint = "fix the rule file (README \"Lint\" shows the shape)", code = ui.EXIT.USAGE }
+    end
+    if out.failed then
+      local rule = by_id[out.failed]
+      if out.returned then
+        ui.fail { message = ("lint rule %s must return a list of findings or nil, got %s"):format(out.failed, out.returned),
+                  hint = ("fix %s"):format(rule.file), code = ui.EXIT.USAGE }
+      end
+      local first = tostring(out.error):match("^[^\n]*")
+      ui.fail { message = ("lint rule %s (%s) failed on %s:%d: %s"):format(out.failed, rule.file or "?", file, s.line, first),
+                detail = out.error ~= first and out.error or nil, hint = "fix the rule file (README \"Lint\" shows the shape)",
+                code = ui.EXIT.USAGE }
+    end
     for _, rule in ipairs(rules) do
-      if not settings.off[rule.id] then
-        local ok, res = with_deadline(rule.check, s, ctx)
-        if not ok then
-          error(("lint rule %s (%s) failed on %s:%d: %s"):format(rule.id, rule.file or "?", file, s.line, tostring(res)), 0)
-        end
-        if res ~= nil and type(res) ~= "table" then
-          error(("lint rule %s must return a list of findings or nil, got %s"):format(rule.id, type(res)), 0)
-        end
+      local res = out[rule.id]
+      if res ~= nil then
         if res and (res.why or res.rule) then res = { res } end
         for _, f in ipairs(res or {}) do
           local base = f.severity or rule.default_severity
@@ -478,7 +481,7 @@ function M.run_unit(unit, opts)
             error(("lint rule %s: severity must be error, warning or info, not \"%s\""):format(rule.id, tostring(sev)), 0)
           end
           local t = f.table_info
-          local out = {
+          local finding = {
             rule = rule.id, title = rule.title, severity = sev, file = file, line = f.line or s.line,
             statement = s.index, table = f.table or (t and t.key) or nil, lock = f.lock or (t and t.lock) or nil,
             why = tostring(f.why or rule.title), alternative = f.alternative and tostring(f.alternative) or nil,
@@ -490,7 +493,7 @@ function M.run_unit(unit, opts)
             sp.findings = (sp.findings or 0) + 1
             sp.severity = sp.severity and (M.SEVERITIES[sp.severity] >= M.SEVERITIES[sev] and sp.severity or sev) or sev
           else
-            findings[#findings + 1] = out
+            findings[#findings + 1] = finding
           end
         end
       end
