@@ -3,6 +3,7 @@
 #   make demo       throwaway PostgreSQL + realistic failed migration, resolved by migfix
 #   make test       every test against a real PostgreSQL; ends with "N passed, N failed"
 #   make bench      benchmarks (not tests)
+#   make stress     kill -9 at every libpq message / spawn of run, deploy, resolve, undo; races
 #   make asan       build with AddressSanitizer/UBSan into build/asan/migfix
 #   make install    PREFIX=/usr/local DESTDIR= : binary, scripts, policies, docs, man page, completions
 #   make uninstall  remove what make install put there (same PREFIX and DESTDIR)
@@ -39,7 +40,7 @@ DOCS    := README.md $(wildcard docs/*.md)
 RUN     := MIGFIX_HOME='$(CURDIR)' $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 GEN     := $(BUILD)/man/migfix.1 $(BUILD)/completion/migfix.bash $(BUILD)/completion/_migfix
 
-.PHONY: all deps demo test bench asan clean unit install uninstall matrix gen FORCE
+.PHONY: all deps demo test bench stress asan clean unit install uninstall matrix gen FORCE
 
 all: deps $(BIN)
 
@@ -50,7 +51,8 @@ deps:
 	    || ! lua5.4 -e 'require"posix"' >/dev/null 2>&1 \
 	    || [ ! -x /usr/lib/postgresql/15/bin/initdb ] \
 	    || ! /usr/bin/python3 -c 'import prometheus_client, yaml' >/dev/null 2>&1 \
-	    || ! command -v man >/dev/null || ! command -v zsh >/dev/null; then \
+	    || ! command -v man >/dev/null || ! command -v zsh >/dev/null \
+	    || ! command -v cmark-gfm >/dev/null || ! command -v xmllint >/dev/null || ! command -v strace >/dev/null; then \
 	  echo "make: installing missing dependencies (scripts/install-deps)"; \
 	  ./scripts/install-deps; \
 	fi
@@ -116,6 +118,10 @@ demo: all
 
 bench: all
 	@tests/bench/run
+
+# kill -9 at every libpq message and spawn of the writing commands, and the races
+stress: all
+	@tests/stress/run
 
 matrix: all
 	@tests/matrix/run

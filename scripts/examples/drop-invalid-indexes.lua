@@ -5,7 +5,9 @@
 --   migfix exec scripts/examples/drop-invalid-indexes.lua --yes    # DROP INDEX CONCURRENTLY each
 --
 -- Looks in the ledger schema (the URL's ?schema=, default public). Each drop is
--- its own statement outside any transaction (CONCURRENTLY cannot run in one),
+-- migfix.act(conn, "drop_invalid_index", ...): the action `migfix run` executes
+-- (DROP INDEX CONCURRENTLY IF EXISTS, refused if the index became valid, journaled),
+-- so the environment's forbid list, confirmation and required backup apply;
 -- printed before it runs. The ledger is not touched: afterwards run
 -- `migfix diagnose` and resolve the migration (e.g. redeploy the fixed file).
 local yes = false
@@ -33,9 +35,9 @@ for _, r in ipairs(rows) do
   local sql = ("DROP INDEX CONCURRENTLY IF EXISTS %s.%s"):format(conn:quote_ident(r.schema), conn:quote_ident(r.index))
   if yes then
     print(sql .. ";")
-    local ok, err = conn:exec(sql)
+    local ok, msg = migfix.act(conn, "drop_invalid_index", { schema = r.schema, name = r.index })
     if not ok then
-      io.stderr:write(("could not drop %s: %s\n"):format(r.index, err))
+      io.stderr:write(("could not drop %s: %s\n"):format(r.index, tostring(msg)))
       return 4
     end
   else

@@ -5,7 +5,7 @@
 ---@class Policy
 ---@field name string shown in plans and the journal
 ---@field description? string one line
----@field needs? string[] "lint" for m.lint; "posix" to be allowed require "posix"
+---@field needs? string[] "lint" for m.lint; "data" for m.data; "posix" to be allowed require "posix"
 ---@field applies fun(m: Evidence, env: EnvInfo): boolean, string? true when this policy acts; else false and why not
 ---@field decide fun(m: Evidence, plan: Plan, env: EnvInfo) describe the actions through plan
 
@@ -55,6 +55,7 @@
 ---@field invalid_indexes? {schema: string, name: string, table: string}[] INVALID indexes the migration creates
 ---@field in_progress? {pid: integer, application_name: string, since: string} another session holds Prisma's lock: a deploy still running
 ---@field lint? {available: boolean, findings: table[], errors: integer, split: table} for a policy with needs = { "lint" }
+---@field data? {status: "holds"|"violated"|"unknown"|"not_applicable", sqlstate: string?, kind: string?, violations: integer?, summary: string?, advice: string?, reason: string?, checks: table[]} for a policy with needs = { "data" } (docs/policies.md "Data evidence")
 
 ---@class Plan
 local Plan = {}

@@ -86,7 +86,10 @@ function R_mt:entry_of(item, action, outcome, extra)
     action = action, outcome = outcome, environment = p.env_name, command = self.ctx.command,
     policy = item.decision and item.decision.policy.name or item.policy, migration = m.name, ledger_schema = self.schema,
     details = { verdict = m.verdict, summary = m.summary, counts = m.counts, error = m.error,
-                file_changed = m.file and m.file.changed_since_failure },
+                file_changed = m.file and m.file.changed_since_failure,
+                -- the step of the decision being executed and its time so far (migfix report)
+                step = self.step and self.step.index,
+                duration_ms = self.step and math.floor(require("migfix.sys").now_ms() - self.step.t0 + 0.5) or nil },
   }
   for k, v in pairs(extra or {}) do
     if k == "details" then for dk, dv in pairs(v) do e.details[dk] = dv end
@@ -104,6 +107,8 @@ function R_mt:journal_fn(item, action, details)
     e.backup = item.backup
     if res and res.error then e.details.deploy_error = { message = res.error, sqlstate = res.info and res.info.sqlstate } end
     if res and res.ms then e.details.ms = math.floor(res.ms + 0.5) end
+    if res and res.ms and not (self.step) then e.details.duration_ms = math.floor(res.ms + 0.5) end
+    if res and res.id then e.details.row_id = res.id end
     if res and res.verification then e.details.verification = M.verification_doc(res.verification) end
     for k, v in pairs(details or {}) do e.details[k] = v end
     item.journaled = item.journaled or {}
@@ -201,7 +206,9 @@ A.backup = {
                 code = ui.EXIT.FAILURE }
     end
     item.backup = { path = man.path, sha256 = man.sha256, scope = man.scope }
-    R:record(R:entry_of(item, "backup", "ok", { backup = item.backup, details = { bytes = man.size, verified = man.verified } }))
+    R:record(R:entry_of(item, "backup", "ok", { backup = item.backup,
+      details = { backup = { size = man.size, created_at = man.created_at, duration_ms = man.duration_ms,
+                             verified = "pg_restore --list", objects = man.objects } } }))
     return true, ("%s (%d bytes, sha256 %s)"):format(man.path, man.size or 0, ui.short(man.sha256, 12))
   end,
   rehearse = function()
@@ -225,7 +232,8 @@ A.mark_applied = {
     local text, entry = text_of(R, name)
     local stmts = lw.mark_applied(R.conn, R.schema, entry, text, { create_table = not R.st.exists })
     local v
-    local res = lw.execute(R.conn, R.schema, name, stmts, R:journal_fn(item, "mark_applied", a.force and { forced = true } or nil), {
+    local res = lw.execute(R.conn, R.schema, name, stmts,
+      R:journal_fn(item, "mark_applied", { forced = a.force or nil, sql = lw.render(R.conn, stmts) }), {
       what = "mark " .. name .. " applied",
       check = function()
         -- the same evidence again, inside the transaction: a mark that no
@@ -254,7 +262,8 @@ A.mark_rolled_back = {
   execute = function(R, item)
     local name = item.m.name
     local stmts = lw.mark_rolled_back(R.conn, R.schema, R:entry(name), { ledger_exists = R.st.exists })
-    local res = lw.execute(R.conn, R.schema, name, stmts, R:journal_fn(item, "mark_rolled_back"), { what = "mark " .. name .. " rolled back" })
+    local res = lw.execute(R.conn, R.schema, name, stmts, R:journal_fn(item, "mark_rolled_back", { sql = lw.render(R.conn, stmts) }),
+      { what = "mark " .. name .. " rolled back" })
     item.result = res
     R:refresh()
     return true, ("%d row(s) before, %d after"):format(#res.before, #res.after)
@@ -262,11 +271,15 @@ A.mark_rolled_back = {
 }
 
 --- Deploy one migration file as `prisma migrate deploy` does, then diagnose it again.
-local function deploy_file(R, item, part_of)
+local function deploy_file(R, item, part_of, prelude)
   local name = item.m.name
-  local text = text_of(R, name)
-  local ok, res = lw.deploy_one(R.conn, R.schema, name, text, R:journal_fn(item, "deploy", { part_of = part_of }), {
+  local text, entry = text_of(R, name)
+  local loc = entry["local"] or {}
+  local script = { path = loc.sql_path, checksum = loc.checksum or (text and mig.checksum(text)),
+                   statements = item.diag and item.diag.unit and #item.diag.unit.statements or nil }
+  local ok, res = lw.deploy_one(R.conn, R.schema, name, text, R:journal_fn(item, "deploy", { part_of = part_of, script = script }), {
     runner = R.runner,
+    prelude = prelude,
     attempt = R:attempt_fn(item, part_of),
     verify = function() return M.verify_now(R, name) end,
   })
@@ -307,10 +320,12 @@ A.redeploy = {
   execute = function(R, item)
     local name = item.m.name
     local stmts = lw.mark_rolled_back(R.conn, R.schema, R:entry(name), { ledger_exists = true })
-    lw.execute(R.conn, R.schema, name, stmts, R:journal_fn(item, "mark_rolled_back", { part_of = "redeploy" }),
-      { what = "mark " .. name .. " rolled back" })
-    R:refresh()
-    return deploy_file(R, item, "redeploy")
+    -- the mark and the started row commit together: a kill in between cannot
+    -- leave the migration merely pending
+    return deploy_file(R, item, "redeploy", {
+      stmts = stmts, what = "mark " .. name .. " rolled back and start it again",
+      journal = R:journal_fn(item, "mark_rolled_back", { part_of = "redeploy", sql = lw.render(R.conn, stmts) }),
+    })
   end,
 }
 
@@ -361,14 +376,21 @@ A.check = {
     local st2 = R:refresh()
     local name = item.m.name
     local entry = st2.by_name[name] or { state = "absent" }
+    local function checked(ok, msg)
+      -- journaled: the verification after the write (migfix report)
+      R:record(R:entry_of(item, "check", ok and "ok" or "failed", { details = {
+        message = msg, state = entry.state, failed_rows = #(st2.deploy.failed or {}), prisma_status = st2.prisma_status,
+        verification = item.verification and M.verification_doc(item.verification) or nil } }))
+      return ok, msg
+    end
     if entry.state ~= "applied" then
-      return false, ("check failed: %s is %s in the ledger"):format(name, tostring(entry.state))
+      return checked(false, ("check failed: %s is %s in the ledger"):format(name, tostring(entry.state)))
     end
     for _, f in ipairs(st2.deploy.failed or {}) do
-      if f.name == name then return false, "check failed: a failed row of " .. name .. " is still there" end
+      if f.name == name then return checked(false, "check failed: a failed row of " .. name .. " is still there") end
     end
     local others = #(st2.deploy.failed or {})
-    return true, name .. " is applied; " .. (others == 0 and "nothing failed" or (others .. " other failed row(s) remain"))
+    return checked(true, name .. " is applied; " .. (others == 0 and "nothing failed" or (others .. " other failed row(s) remain")))
   end,
 }
 

@@ -6,7 +6,7 @@ local ui = require "migfix.ui"
 local M = {}
 
 M.COMMANDS = { "status", "check", "metrics", "diagnose", "plan", "run", "resolve", "deploy", "exec",
-               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "completion" }
+               "journal", "undo", "backup", "backups", "restore", "lint", "split", "simulate", "report", "config", "completion" }
 
 --- What migfix is (the man page's DESCRIPTION).
 M.ABOUT = [[When prisma migrate deploy dies half way, Prisma leaves a row in _prisma_migrations with
@@ -53,7 +53,21 @@ Exit codes:
   1  needs attention or refused (failed/pending migrations, findings, a policy refused)
   2  usage or configuration error (bad option, malformed URL, unknown environment, bad migrations folder)
   3  cannot reach the database (unreachable server, authentication failed, missing database)
-  4  an action failed mid-way (the ledger was left as it was; see the journal)]]
+  4  an action failed mid-way, a write did not verify, or an internal error: migfix's own ledger
+     edits roll back with their transaction; a redeploy whose script fails is recorded as Prisma
+     records it (a new failed row); the journal says what happened (deploy: a failing script is 1)]]
+
+--- `migfix help` as a command table (for `migfix help help`).
+M.HELP_COMMAND = {
+  name = "help",
+  summary = "show help for a command, the command list, or the man page",
+  usage = "help [COMMAND | --man]",
+  description = [[Without COMMAND: the commands, global options, project discovery and exit codes.
+With COMMAND: its usage, options and exit codes (the same as `migfix COMMAND --help`).
+--man prints the man page migfix(1) in man(7) macros, generated from the same command tables
+(MIGFIX_MAN_DATE sets its date).]],
+  options = {},
+}
 
 local function usage_error(msg, cmd)
   ui.fail { message = msg, hint = "run 'migfix " .. (cmd and ("help " .. cmd) or "--help") .. "' for usage", code = ui.EXIT.USAGE }
@@ -206,12 +220,34 @@ function M.command_help(cmd)
     lines[#lines + 1] = "Options:"
     lines[#lines + 1] = option_lines(cmd.options)
   end
+  local fleet = require "migfix.fleet"
+  if fleet.COMMANDS[cmd.name] ~= nil then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "Fleet options (many databases or schemas in one run; docs/fleets.md):"
+    lines[#lines + 1] = option_lines(fleet.OPTIONS)
+  end
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Global options:"
   lines[#lines + 1] = option_lines(M.GLOBAL_OPTIONS)
   lines[#lines + 1] = ""
   lines[#lines + 1] = cmd.exit_help or M.EXIT_HELP
   return table.concat(lines, "\n")
+end
+
+--- Whether the running command was asked for --json (its errors are then a
+--- JSON document on stdout as well as text on stderr).
+M.json_errors = false
+
+local function wants_json(cmd, rest)
+  local has = false
+  for _, s in ipairs(cmd.options or {}) do if s.long == "json" then has = true end end
+  if not has then return false end
+  for i = 2, #rest do
+    if rest[i] == "--" then break end
+    if rest[i] == "--json" then return true end
+    if cmd.stop_at_operand and rest[i]:sub(1, 1) ~= "-" then break end
+  end
+  return false
 end
 
 local function dispatch(argv, info)
@@ -230,6 +266,10 @@ local function dispatch(argv, info)
       ui.out(require("migfix.docgen").man { version = info.version, date = date })
       return 0
     end
+    if rest[2] == "help" or rest[2] == "--help" or rest[2] == "-h" then
+      ui.out(M.command_help(M.HELP_COMMAND))
+      return 0
+    end
     if rest[2] then
       local cmd = load_command(rest[2])
       if not cmd then usage_error(("unrecognized command \"%s\""):format(rest[2])) end
@@ -241,14 +281,28 @@ local function dispatch(argv, info)
   end
   local cmd = load_command(name)
   if not cmd then usage_error(("unrecognized command \"%s\""):format(name)) end
+  M.json_errors = wants_json(cmd, rest)
   local specs = {}
   for _, s in ipairs(M.GLOBAL_OPTIONS) do specs[#specs + 1] = s end
   for _, s in ipairs(cmd.options or {}) do specs[#specs + 1] = s end
+  local fleet = require "migfix.fleet"
+  if fleet.COMMANDS[name] ~= nil then
+    for _, s in ipairs(fleet.OPTIONS) do specs[#specs + 1] = s end
+  end
   local opts, args = M.parse(rest, 2, specs, gopts, cmd.stop_at_operand, name)
+  M.json_errors = opts.json == true
   if opts["no-color"] then ui.color = false end
   if opts.help then ui.out(M.command_help(cmd)) return 0 end
   local ctx = require("migfix.context").new(opts, info, name)
-  local ok, rc = pcall(cmd.run, ctx, opts, args)
+  local run = cmd.run
+  if fleet.wanted(opts) then
+    run = function(c, o, a) return require("migfix.commands.common").fleet(cmd, c, o, a, info) end
+  else
+    for _, s in ipairs(fleet.OPTIONS) do
+      if opts[s.long] ~= nil then usage_error(("--%s goes with --targets, --targets-query or --schemas"):format(s.long), name) end
+    end
+  end
+  local ok, rc = pcall(run, ctx, opts, args)
   ctx:cleanup()
   if not ok then error(rc, 0) end
   return rc or 0
@@ -260,13 +314,15 @@ function M.main(argv, info)
     return { internal = true, message = tostring(e), traceback = debug.traceback(tostring(e), 2) }
   end, argv, info)
   if ok then return math.type(rc) == "integer" and rc or 0 end
-  if ui.is_error(rc) then
-    ui.print_error(rc)
-    return rc.code or ui.EXIT.FAILURE
+  local e = rc
+  if not ui.is_error(rc) then
+    e = { message = "internal error: " .. rc.message, detail = rc.traceback, code = ui.EXIT.FAILURE,
+          hint = "this is a bug in migfix or in a Lua script it ran; nothing further was written" }
   end
-  ui.print_error { message = "internal error: " .. rc.message,
-                   detail = rc.traceback, hint = "this is a bug in migfix or in a Lua script it ran; nothing further was written" }
-  return ui.EXIT.FAILURE
+  e.code = e.code or ui.EXIT.FAILURE
+  ui.print_error(e)
+  if M.json_errors then ui.print_json_error(e) end
+  return e.code
 end
 
 return M

@@ -23,6 +23,12 @@ M.abspath = abspath
 
 local exists = require("migfix.fs").exists
 
+--- During a fleet run (migfix.fleet), the contexts of all targets share one
+--- read of the configuration and of the migrations folder (texts and checksums).
+---@type {config: table, migrations: table}|nil
+M.shared = nil
+function M.share() M.shared = M.shared or { config = {}, migrations = {} } end
+
 function M.new(opts, info, command)
   return setmetatable({ opts = opts, info = info, command = command, cleanups = {}, conns = {} }, Ctx)
 end
@@ -47,7 +53,11 @@ function Ctx:project()
   if o.config and not exists(cfg_path) then
     ui.fail { message = ("configuration file \"%s\" does not exist"):format(o.config), code = ui.EXIT.USAGE }
   end
-  if exists(cfg_path) then p.config = config.load(cfg_path) end
+  p.config_path = cfg_path
+  if exists(cfg_path) then
+    p.config = M.shared and M.shared.config[cfg_path] or config.load(cfg_path, { home = self.info.home, root = root })
+    if M.shared then M.shared.config[cfg_path] = p.config end
+  end
 
   local env_name = o.env or os.getenv("MIGFIX_ENV")
   if env_name == "" then env_name = nil end
@@ -61,7 +71,7 @@ function Ctx:project()
         for n in pairs(p.config.environments) do names[#names + 1] = n end
         table.sort(names)
         ui.fail { message = ("unrecognized environment \"%s\" (%s)"):format(env_name, cfg_path),
-                  hint = #names > 0 and ("environments declared there: " .. table.concat(names, ", "))
+                  hint = #names > 0 and config.suggest(env_name, names, "environments declared there")
                                     or "declare it under environments = { ... } in migfix.lua",
                   code = ui.EXIT.USAGE }
       end
@@ -76,10 +86,7 @@ function Ctx:project()
   -- URL: --url > environment's url > $DATABASE_URL > .env / prisma/.env
   local dot
   local function dotenv(name)
-    if dot == nil then
-      dot = config.dotenv(root .. "/.env") or {}
-      for k, v in pairs(config.dotenv(root .. "/prisma/.env") or {}) do if dot[k] == nil then dot[k] = v end end
-    end
+    if dot == nil then dot = config.dotenv_load({ root .. "/.env", root .. "/prisma/.env" }) end
     return dot[name]
   end
   local function from_env(name)
@@ -146,8 +153,25 @@ function Ctx:url()
               code = ui.EXIT.USAGE }
   end
   if not p.url then
+    local var = p.url_wanted or "DATABASE_URL"
+    local looked = { "--url (not given)" }
+    if p.config then
+      looked[#looked + 1] = ("the url of environment \"%s\" in %s (%s)"):format(p.env_name, p.config.file,
+        type(p.env.url) == "table" and ("env \"" .. p.env.url.env .. "\"") or "not set")
+    else
+      looked[#looked + 1] = ("%s (no such file)"):format(p.config_path or (p.root .. "/migfix.lua"))
+    end
+    local layout = p.prisma or {}
+    if layout.url_source then
+      looked[#looked + 1] = ("datasource.url of %s (names %s)"):format(layout.url_source, var)
+    else
+      looked[#looked + 1] = ("prisma.config.ts/.mts/.cts/.js/.mjs/.cjs in %s (%s)"):format(p.root,
+        layout.config_name and ("no datasource.url in " .. layout.config_name) or "none")
+    end
+    looked[#looked + 1] = ("$%s in the process environment (not set)"):format(var)
+    looked[#looked + 1] = ("%s in %s/.env and %s/prisma/.env (%s)"):format(var, p.root, p.root, "not there")
     ui.fail { message = "no database URL",
-              detail = ("looked for --url, %s in the environment and in %s/.env"):format(p.url_wanted or "DATABASE_URL", p.root),
+              detail = "looked at, in this order:\n  " .. table.concat(looked, "\n  "),
               hint = "set DATABASE_URL (as for Prisma), or pass --url postgresql://USER@HOST:5432/DB?schema=public",
               code = ui.EXIT.USAGE }
   end
@@ -208,6 +232,10 @@ function Ctx:migrations()
   if self._migrations then return self._migrations end
   local mig = require "migfix.migrations"
   local p = self:project()
+  if M.shared and M.shared.migrations[p.migrations_dir] then
+    self._migrations = M.shared.migrations[p.migrations_dir]
+    return self._migrations
+  end
   if p.migrations_dynamic then
     local d = p.migrations_dynamic
     ui.fail { message = ("cannot read the migrations folder from %s: %s is computed (%s)"):format(d.where, d.key, d.text),
@@ -229,6 +257,7 @@ function Ctx:migrations()
               code = ui.EXIT.USAGE }
   end
   self._migrations = list
+  if M.shared then M.shared.migrations[p.migrations_dir] = list end
   return list
 end
 

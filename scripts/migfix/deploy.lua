@@ -69,7 +69,7 @@ function M.run(ctx, opts)
                   hint = "delete the directory or restore the migration file", code = ui.EXIT.FAILURE }
       end
       if opts.on_migration then opts.on_migration(name, "start") end
-      local item = { m = { name = name, verdict = "pending", summary = "deploy", counts = {}, error = {}, file = {} },
+      local item = { m = { name = name, verdict = "pending", summary = "deploy" },
                      policy = "deploy" }
       local ok, msg = actions.execute(R, item, { action = "deploy" })
       if not ok then

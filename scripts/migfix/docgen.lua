@@ -163,6 +163,9 @@ function M.man(info)
   o[#o + 1] = ".SH OPTIONS"
   o[#o + 1] = "Global options; they may come before or after the command."
   options_block(o, c.GLOBAL_OPTIONS)
+  o[#o + 1] = ".SH FLEET OPTIONS"
+  o[#o + 1] = "With \\fBstatus\\fR, \\fBcheck\\fR, \\fBdiagnose\\fR, \\fBplan\\fR, \\fBsimulate\\fR, \\fBlint\\fR, \\fBbackup\\fR, \\fBrun\\fR, \\fBresolve\\fR, \\fBdeploy\\fR and \\fBundo\\fR: the command runs on every target (a database, or a schema of one database)."
+  options_block(o, require("migfix.fleet").OPTIONS)
   o[#o + 1] = ".SH PROJECT DISCOVERY"
   text_block(o, c.PROJECT_HELP)
   o[#o + 1] = ".SH COMMANDS"

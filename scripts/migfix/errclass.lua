@@ -9,7 +9,12 @@
 ---    followed by a span trace ("   0: schema_core::... at ...rs:NN") and sometimes a
 ---    "Position:" block and a Rust `DbError { ... }` dump;
 ---  * the driver-adapter (wasm) form: "external connector error\nError querying the
----    database: ERROR: ...";
+---    database: ERROR: ..." — or, for the errors @prisma/adapter-pg maps to a kind of
+---    its own, Prisma's text of that kind without the SQLSTATE: "Unique constraint
+---    failed: <name>", "Null constraint failed: [(<columns>)]", "Foreign key constraint
+---    failed: <name>", "Value out of range error. <cause>", "The value provided for
+---    column <c> is too long.", "unknown variant `InvalidInputValue`" (22P02, whose
+---    message the wasm engine loses), connection and timeout texts (ADAPTER below);
 ---  * bare PostgreSQL text ("ERROR:  relation "x" already exists");
 ---  * NULL or empty logs: Prisma never got to write the error (the process was
 ---    killed or lost its connection). Class "transient", and the script may
@@ -39,6 +44,7 @@ function M.class_of(code)
   local c2 = code:sub(1, 2)
   if c2 == "08" then return "transient" end
   if c2 == "23" or c2 == "22" then return "data" end
+  if c2 == "28" then return "permission" end
   if c2 == "42" then return "schema" end
   if code == "P1001" or code == "P1002" or code == "P1008" or code == "P1017" then return "transient" end
   return "unknown"
@@ -69,6 +75,7 @@ local INFER = {
   { "null value in column", "23502" },
   { "violates foreign key constraint", "23503" },
   { "violates check constraint", "23514" },
+  { "check constraint .- is violated by some row", "23514" },
   { "violates not%-null constraint", "23502" },
   { "deadlock detected", "40P01" },
   { "could not serialize access", "40001" },
@@ -87,6 +94,63 @@ local INFER = {
   { "is of type .- but expression is of type", "42804" },
   { "cannot be cast automatically", "42804" },
 }
+
+-- The driver-adapter kinds (@prisma/adapter-pg convertDriverError -> the wasm
+-- engine's text of the kind), one line after "external connector error":
+-- pattern, SQLSTATE, object kind of the first capture (nil: none).
+local ADAPTER = {
+  { "^Unique constraint failed:%s*(.-)%s*$", "23505", "constraint" },
+  { "^Unique constraint failed on the (.-)%s*$", "23505", "constraint" },
+  { "^Null constraint failed:%s*(.-)%s*$", "23502", "column" },
+  { "^Null constraint violation on the (.-)%s*$", "23502", "column" },
+  { "^Null constraint violation%s*(.-)%s*$", "23502", "column" },
+  { "^Foreign key constraint failed:%s*(.-)%s*$", "23503", "constraint" },
+  { "^Foreign key constraint violated on the (.-)%s*$", "23503", "constraint" },
+  { "^Foreign key constraint violated%s*(.-)%s*$", "23503", "constraint" },
+  { "^Value out of range error%.?%s*(.-)%s*$", "22003" },
+  { "^Value out of range for the type[.:]?%s*(.-)%s*$", "22003" },
+  { "^The value provided for column (.-) is too long%.?$", "22001", "column" },
+  { "^The provided value for the column is too long for the column's type%. Column: (.-)%s*$", "22001", "column" },
+  { "unknown variant `InvalidInputValue`", "22P02" },
+  { "^Transaction failed due to a write conflict or a deadlock", "40001" },
+  { "^Too many DB connections opened", "53300" },
+  { "^Timed out during query execution", "57014" },
+  { "^Socket timeout", "08006" },
+  { "^Server has closed the connection", "08006" },
+  { "^Can't reach database server at (.-)%s*$", "08001" },
+  { "^Authentication failed against database server", "28P01" },
+  { "^User was denied access on the database", "28000" },
+  { "^Database `(.-)` does not exist", "3D000" },
+  { "^Database does not exist:%s*(.-)%s*$", "3D000" },
+}
+M.ADAPTER = ADAPTER
+
+--- The adapter kind's line of an "external connector error" text, classed:
+--- code, message, object, object_kind (nil when the text is no such form).
+local function adapter_kind(text)
+  local after = false
+  for line in text:gmatch("[^\n]+") do
+    local l = line:match("^%s*(.-)%s*$")
+    if l == "external connector error" then
+      after = true
+    elseif after or l:find("InvalidInputValue", 1, true) then
+      for _, a in ipairs(ADAPTER) do
+        local cap = l:match(a[1])
+        if cap ~= nil then
+          local obj = type(cap) == "string" and cap ~= "" and a[3] and cap or nil
+          if obj then obj = obj:gsub("^[`\"']", ""):gsub("[`\"']$", "") end
+          if obj == "Unavailable" then obj = nil end
+          if obj and obj:match("^%b()$") then obj = obj:sub(2, -2):gsub("[`\"]", "") end
+          local msg = l
+          if a[2] == "22P02" then msg = "invalid input value (Prisma's wasm engine lost PostgreSQL's message: unknown variant `InvalidInputValue`)" end
+          return a[2], msg, obj ~= "" and obj or nil, obj and a[3] or nil
+        end
+      end
+      if after and not l:match("^%d+: ") then return nil end
+    end
+  end
+  return nil
+end
 
 local TRANSIENT_TEXT = {
   "connection closed", "server closed the connection", "connection reset", "connection refused",
@@ -165,11 +229,16 @@ function M.parse(logs)
     end
   end
   if after then msg = first_error_line(after) or (after:match("^%s*([^\n]+)")) end
+  local akind, aobj, akind_obj
+  if not msg and not code then
+    akind, msg, aobj, akind_obj = adapter_kind(text)
+    if akind then r.source, code, r.inferred = "adapter", akind, true end
+  end
   if not msg then
     local adapter = text:match("Error querying the database:%s*([^\n]+)")
     if adapter then
       r.source = "adapter"
-      msg = adapter:match("ERROR:%s*(.+)$") or adapter
+      msg = adapter:match("ERROR:%s*(.+)$") or adapter:match("FATAL:%s*(.+)$") or adapter
     end
   end
   if not msg then msg = first_error_line(text) end
@@ -219,6 +288,7 @@ function M.parse(logs)
   end
   if pcode then r.prisma_code = pcode end
   r.object, r.object_kind, r.relation = find_object(msg)
+  if akind and aobj then r.object, r.object_kind = aobj, akind_obj end
   return r
 end
 

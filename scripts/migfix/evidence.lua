@@ -23,7 +23,7 @@ local split = require "migfix.split"
 local M = {}
 
 --- What a policy may declare in `needs` (docs/policies.md).
-M.NEEDS = { lint = true, posix = true }
+M.NEEDS = { lint = true, posix = true, data = true }
 
 --- The evidence a policy sees for one failed migration (docs/policies.md "Evidence").
 ---@param d table a record of diagnose.run
@@ -213,6 +213,8 @@ function M.prepare(ctx, conn, opts)
       local loc = st.by_name[d.name] and st.by_name[d.name]["local"]
       m.lint = M.lint(ctx, conn, d.name, loc and loc.text, d.unit)
     end
+    -- data errors: the failing statement's precondition, counted read-only (migfix.datacheck)
+    if needs.data and d.row then m.data = require("migfix.datacheck").evidence(ctx, conn, d) end
     E.items[#E.items + 1] = { diag = d, m = m }
   end
 

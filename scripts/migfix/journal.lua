@@ -11,6 +11,7 @@
 ---   journal.verify(entries [, {anchor=, environment=, database=, schema=}]) -> true, {} | false, problems
 ---   journal.last_repair(entries [, {redo=}])                 -> entry | nil
 ---   journal.capture(conn, ledger_schema [, names])           -> rows | nil, msg, info
+---   journal.run_id() / journal.set_run(id)                   -> the run id stamped into every entry's details.run
 local json = require "migfix.json"
 local crypto = require "migfix.crypto"
 local ui = require "migfix.ui"
@@ -26,7 +27,7 @@ M.FIELDS = { "seq", "at", "os_user", "host", "environment", "command", "policy",
              "ledger_schema", "before", "after", "backup", "details", "prev_hash" }
 M.ACTIONS = { diagnosis = true, backup = true, mark_applied = true, mark_rolled_back = true, deploy = true,
               refusal = true, undo = true, after_hook = true, plan = true, simulate = true, split = true,
-              attempt = true, drop_invalid_index = true, backup_prune = true }
+              attempt = true, drop_invalid_index = true, backup_prune = true, check = true }
 M.OUTCOMES = { ok = true, failed = true, refused = true, planned = true, skipped = true }
 --- actions that change the ledger (what `undo` can revert)
 M.REPAIRS = { mark_applied = true, mark_rolled_back = true, deploy = true, undo = true }
@@ -155,7 +156,7 @@ local function check_entry(entry)
   end
   if not M.ACTIONS[entry.action] then
     error(("unrecognized journal action \"%s\" (expected one of diagnosis, backup, mark_applied, mark_rolled_back, " ..
-           "deploy, refusal, undo, after_hook, plan, simulate, split, backup_prune)"):format(tostring(entry.action)), 3)
+           "deploy, refusal, undo, after_hook, plan, simulate, split, backup_prune, check, attempt, drop_invalid_index)"):format(tostring(entry.action)), 3)
   end
   if not M.OUTCOMES[entry.outcome] then
     error(("unrecognized journal outcome \"%s\" (expected ok, failed, refused, planned or skipped)"):format(tostring(entry.outcome)), 3)
@@ -169,6 +170,48 @@ local function check_entry(entry)
   end
 end
 
+-- ------------------------------------------------------------ run id
+
+-- one id for every entry this process writes (one invocation of migfix);
+-- an outer caller (a fleet run across targets) may set its own
+local RUN_ID
+
+local function is_uuid(s)
+  return type(s) == "string" and s:lower():match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") ~= nil
+end
+
+--- The run id of this process: a v4 uuid made on first use, or the one
+--- given to set_run. Every entry appended (database or file) carries it as
+--- details.run, unless the entry sets details.run itself.
+---@return string
+function M.run_id()
+  if not RUN_ID then RUN_ID = crypto.uuid4() end
+  return RUN_ID
+end
+
+--- Use `id` (a uuid, e.g. one shared by a fleet run across targets) as the
+--- run id of the entries written from now on.
+---@param id string
+---@return string id
+function M.set_run(id)
+  if not is_uuid(id) then
+    error(("bad argument #1 to 'set_run' (uuid expected, got %s)"):format(type(id) == "string" and ("\"" .. id .. "\"") or type(id)), 2)
+  end
+  RUN_ID = id:lower()
+  return RUN_ID
+end
+
+--- the caller's details with the run id added (a copy: the caller's table
+--- is left alone)
+local function with_run(details)
+  local d = {}
+  if not isnull(details) then
+    for k, v in pairs(details) do d[k] = v end
+  end
+  if d.run == nil then d.run = M.run_id() end
+  return d
+end
+
 --- the stored form of a caller's entry (without seq, at, user, host, chain)
 local function shape(entry)
   check_entry(entry)
@@ -179,7 +222,7 @@ local function shape(entry)
   e.before = jrows(entry.before, "before")
   e.after = jrows(entry.after, "after")
   e.backup = isnull(entry.backup) and NULL or entry.backup
-  e.details = isnull(entry.details) and NULL or entry.details
+  e.details = with_run(entry.details)
   return redact_deep(e)
 end
 
@@ -580,6 +623,25 @@ end
 
 -- ------------------------------------------------------------ verification
 
+--- Attempts with no outcome: an `attempt` entry (committed before a deploy or
+--- redeploy ran its script) that no later `deploy` entry of the same row
+--- completes — the process was killed or the connection lost mid-script.
+---@param entries table[]
+---@return table[] the attempt entries, in order
+function M.interrupted(entries)
+  local done = {}
+  for _, e in ipairs(entries) do
+    local d = type(e.details) == "table" and e.details or nil
+    if e.action == "deploy" and d and d.row_id then done[d.row_id] = true end
+  end
+  local out = {}
+  for _, e in ipairs(entries) do
+    local d = type(e.details) == "table" and e.details or nil
+    if e.action == "attempt" and d and d.row_id and not done[d.row_id] then out[#out + 1] = e end
+  end
+  return out
+end
+
 local function problem(list, seq, kind, msg) list[#list + 1] = { seq = seq, kind = kind, message = msg } end
 
 --- Check a chain (database or file entries, in order). opts.anchor = file
@@ -690,11 +752,14 @@ end
 ---@return table|nil entry
 function M.last_repair(entries, opts)
   local redo = opts and opts.redo
+  local run = opts and opts.run
   local undone = {}
   for i = #entries, 1, -1 do
     local e = entries[i]
+    local in_run = not run or (type(e.details) == "table" and type(e.details.run) == "string"
+                               and e.details.run:sub(1, #run) == run)
     if not e._malformed and e.outcome == "ok" and M.REPAIRS[e.action] and not undone[e.seq]
-       and (e.action ~= "undo" or redo) then
+       and (e.action ~= "undo" or redo) and in_run and (not run or e.action ~= "undo") then
       return e
     end
     if not e._malformed and e.action == "undo" and e.outcome == "ok" and not undone[e.seq]

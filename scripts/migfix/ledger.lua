@@ -1,12 +1,12 @@
 --- Prisma's `_prisma_migrations` ledger: read it and classify every migration
---- exactly as Prisma does (see docs/ledger.md and prisma-migrate.md §7).
+--- exactly as Prisma does (prisma migrate deploy and status; README "status --json").
 local db = require "migfix.db"
 
 local M = {}
 
 M.TABLE = "_prisma_migrations"
 --- Prisma's migration lock: pg_advisory_lock(72707369), session level
---- (prisma-migrate.md §8). The one place the key is written.
+--- (Prisma's schema engine, advisory_lock in its PostgreSQL flavour). The one place the key is written.
 M.LOCK_KEY = 72707369
 M.COLUMNS = { "id", "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }
 M.REQUIRED = { "id", "checksum", "migration_name", "started_at", "applied_steps_count" }
@@ -147,7 +147,7 @@ function M.classify(locals, ledger)
   s.failed_rows = #failed_rows
   s.total = #order
 
-  -- what `prisma migrate status` would say (prisma-migrate.md §7)
+  -- what `prisma migrate status` would say (its MigrateStatus command)
   local status
   local not_in_db = {}
   for _, e in ipairs(order) do

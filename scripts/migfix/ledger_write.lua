@@ -1,5 +1,5 @@
 --- Writing Prisma's `_prisma_migrations` exactly as Prisma writes it
---- (prisma-migrate.md §4–§6): the one write boundary of the ledger. Every
+--- (deploy, resolve --applied, resolve --rolled-back): the one write boundary of the ledger. Every
 --- write is first built as a list of statements ({sql, params, what,
 --- expect}) so that `migfix plan` prints exactly the SQL that `migfix run`
 --- executes; `execute` then runs them in one transaction together with the
@@ -48,7 +48,7 @@ local function roll_back(q, now, r)
            params = { now, r.id }, what = "mark the failed row rolled back", id = r.id, expect = 1 }
 end
 
---- Statements for `resolve --applied NAME` (§5): rolled_back_at on every
+--- Statements for `resolve --applied NAME`: rolled_back_at on every
 --- failed row of NAME, then a new row with the local file's checksum.
 ---@param entry table classification entry of the migration (ledger.classify)
 ---@param text string the local migration.sql
@@ -86,7 +86,7 @@ function M.mark_applied(conn, schema, entry, text, opts)
   return stmts
 end
 
---- Statements for `resolve --rolled-back NAME` (§6).
+--- Statements for `resolve --rolled-back NAME`.
 function M.mark_rolled_back(conn, schema, entry, opts)
   opts = opts or {}
   local rows = rows_of(entry)
@@ -199,7 +199,7 @@ function M.p3018_logs(name, msg, info)
     .. "Migration name: %s\n\nDatabase error code: %s\n\nDatabase error:\n%s\n"):format(name, info.sqlstate or "none", dberr)
 end
 
---- Deploy one migration as Prisma does (§4): insert the started row, run
+--- Deploy one migration as `prisma migrate deploy` does: insert the started row, run
 --- the file (as ONE simple-protocol query unless opts.runner says otherwise),
 --- then applied_steps_count + 1 and finished_at, or logs on failure. The
 --- final updates and the journal entry share one transaction.
@@ -209,6 +209,8 @@ end
 ---                            leaves an attempt with no outcome
 ---   opts.verify(conn)        called after the script succeeded, before the
 ---                            final updates; its result is res.verification
+---   opts.prelude             {stmts, journal(before, after), what}: ledger writes
+---                            committed in one transaction with the started row
 ---@return boolean ok, table result {id, error, info, before, after, ms, verification}
 function M.deploy_one(conn, schema, name, text, journal_fn, opts)
   opts = opts or {}
@@ -217,10 +219,24 @@ function M.deploy_one(conn, schema, name, text, journal_fn, opts)
   local before = assert(read_rows(conn, schema, name))
   local id = crypto.uuid4()
   if opts.attempt then opts.attempt(id) end
-  local ok, err = conn:query(("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
-    id, mig.checksum(text), M.now(), name)
-  if not ok then
-    ui.fail { message = "could not record the start of " .. name .. ": " .. err, code = ui.EXIT.FAILURE }
+  local start = { sql = ("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
+                  params = { id, mig.checksum(text), M.now(), name }, what = "record the start of " .. name, expect = 1 }
+  if opts.prelude then
+    -- e.g. a redeploy's mark rolled back: in the same transaction as the
+    -- started row, so an interruption leaves one failed row, never a
+    -- rolled-back migration with no attempt
+    local p = opts.prelude
+    txn.run(conn, function()
+      local pb = assert(read_rows(conn, schema, name))
+      for _, st in ipairs(p.stmts) do run_stmt(conn, st) end
+      local pa = assert(read_rows(conn, schema, name))
+      if p.journal then p.journal(pb, pa) end
+      run_stmt(conn, start)
+    end, p.what or ("start " .. name))
+    before = assert(read_rows(conn, schema, name))
+    for i = #before, 1, -1 do if before[i].id == id then table.remove(before, i) end end
+  else
+    run_stmt(conn, start)
   end
   local t0 = sys.now_ms()
   local runner = opts.runner or opts.run_script or function(c, t) return c:exec(t) end

@@ -19,7 +19,7 @@ M.SEVERITIES = { error = 3, warning = 2, info = 1 }
 --- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE), for the rules of one statement together.
 M.DEADLINE_SECONDS = nil
 
---- Defaults (lint-and-simulation.md, "Defaults (own)"): a table is large at
+--- Defaults (README "Lint", thresholds): a table is large at
 --- 1M rows or 1 GB (error), and worth a warning at a tenth of that.
 M.DEFAULTS = {
   large_rows = 1000000, large_bytes = 1024 * 1024 * 1024, dml_rows = 10000, max_tables = 3,

@@ -10,8 +10,9 @@ local M = {}
 
 M.ACTIONS = { "backup", "mark_applied", "mark_rolled_back", "redeploy", "drop_invalid_index", "refuse", "note", "check" }
 --- What a policy may declare in `needs`: "posix" (luaposix through require),
---- "lint" (m.lint: lint findings and the proposed split).
-M.NEEDS = { posix = true, lint = true }
+--- "lint" (m.lint: lint findings and the proposed split), "data" (m.data: the
+--- failing statement's precondition counted on the rows, migfix.datacheck).
+M.NEEDS = { posix = true, lint = true, data = true }
 M.BACKUP_SCOPES = { full = true, schema = true, ledger = true }
 
 --- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE); tests set it lower.
@@ -145,7 +146,7 @@ function M.load(path)
   end
   for _, n in ipairs(d.needs or {}) do
     if not M.NEEDS[n] then
-      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, n, "posix, lint"),
+      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, n, "posix, lint, data"),
                 code = ui.EXIT.USAGE }
     end
   end

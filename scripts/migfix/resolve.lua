@@ -150,7 +150,7 @@ local function run_after_hooks(R, on_step)
                   stdout = r and r.stdout, stderr = r and r.stderr }
     results[#results + 1] = res
     R:record { action = "after_hook", outcome = ok and "ok" or "failed", environment = p.env_name,
-               command = R.ctx.command, details = { hook = cmd, exit = r and r.code, ms = res.ms } }
+               command = R.ctx.command, details = { hook = cmd, exit = r and r.code, duration_ms = res.ms } }
     if on_step then on_step("after_hook", res) end
     if not ok then all_ok = false end
   end
@@ -159,11 +159,12 @@ end
 
 --- Execute the decided actions of every item, in order, stopping at the
 --- first refusal or failure. Returns the exit code.
-local function execute_items(R, items, on_step)
+local function execute_items(R, items, on_step, started_at)
   local rc = ui.EXIT.OK
+  local sys = require "migfix.sys"
   for _, item in ipairs(items) do
     if on_step then on_step("item", item, nil, nil, R) end
-    R:record(R:entry_of(item, "diagnosis", "ok"))
+    R:record(R:entry_of(item, "diagnosis", "ok", { details = require("migfix.report").journal_details(item, started_at) }))
     if not item.decision then
       local why = item.m.in_progress and "a deploy is in progress" or "no policy of the chain applies"
       R:record(R:entry_of(item, "refusal", "refused", { details = { reason = why } }))
@@ -172,7 +173,9 @@ local function execute_items(R, items, on_step)
     end
     for i, a in ipairs(item.decision.actions) do
       if on_step then on_step("action", item, i, a, R) end
+      R.step = { index = i, t0 = sys.now_ms() }
       local res = table.pack(pcall(actions.execute, R, item, a))
+      R.step = nil
       if not res[1] then
         a.outcome, a.message = "failed", ui.is_error(res[2]) and res[2].message or tostring(res[2])
         local jr = require("migfix.journal")
@@ -203,10 +206,11 @@ end
 ---@return table result {mode, items, E, R, rc, after}
 function M.run(ctx, opts)
   local mode = opts.mode
+  local started_at = require("migfix.journal").now()
   local chain = M.chain(ctx)
   local needs = policy.needs(chain)
   local conn = opts.conn or ctx:connect { readonly = mode == "plan" }
-  local result = { mode = mode }
+  local result = { mode = mode, started_at = started_at }
 
   local function decide(st)
     local E = opts.evidence or evidence.prepare(ctx, conn, { needs = needs, st = st })
@@ -243,7 +247,7 @@ function M.run(ctx, opts)
                 hint = "run migfix run again and review the new plan", code = ui.EXIT.ATTENTION }
     end
     if opts.confirm and M.writes(items) then opts.confirm(items) end
-    return execute_items(R, items, opts.on_step)
+    return execute_items(R, items, opts.on_step, started_at)
   end)
   if result.rc == ui.EXIT.OK and #(result.items or {}) > 0 then
     local ok, hooks = run_after_hooks(R, opts.on_step)

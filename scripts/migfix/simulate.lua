@@ -241,7 +241,7 @@ end
 local function other_sessions(admin, dbname)
   return assert(admin:query([[SELECT pid, usename, application_name, client_addr::text AS client_addr, state,
          to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since
-    FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() ORDER BY pid]], dbname))
+    FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY pid]], dbname))
 end
 
 local function sessions_text(rows)

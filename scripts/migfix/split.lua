@@ -4,7 +4,7 @@
 --- through a validated CHECK, a blocking CREATE INDEX made CONCURRENTLY,
 --- ADD VALUE committed before its use, backfills apart from DDL, and
 --- `SET lock_timeout` at the head of every transactional folder when the
---- environment asks (lint-and-simulation.md §A).
+--- environment asks (README "Lint", `migfix split`).
 ---
 --- The split is computed from the unit's statements and effects alone
 --- (migfix.effects), so it is correct without lint findings; findings, when

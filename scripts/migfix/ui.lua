@@ -57,6 +57,16 @@ function M.print_error(e)
   emit("hint", e.hint)
 end
 
+--- The JSON form of an error, on stdout, for commands run with --json:
+--- {"error": {"message", "detail", "hint", "code" (the exit code), "prisma_code", "sqlstate"}}.
+function M.print_json_error(e)
+  local json = require "migfix.json"
+  local function v(x) if x == nil then return json.null end return x end
+  local doc = { error = { message = v(e.message), detail = v(e.detail), hint = v(e.hint), code = e.code or M.EXIT.FAILURE,
+                          prisma_code = v(e.prisma_code), sqlstate = v(e.sqlstate) } }
+  M.out(json.encode(doc, { pretty = true }))
+end
+
 function M.warn(msg, hint)
   emit(M.paint("warning", "yellow"), msg)
   emit("hint", hint)

@@ -1,7 +1,7 @@
 -- prisma_ledger: build the `_prisma_migrations` states Prisma Migrate leaves
 -- on PostgreSQL, without Node (fast fixtures for the non-compat tests).
--- Follows /work/shared/reference/prisma-migrate.md (§1 DDL, §3 ids, §4 deploy,
--- §5 resolve --applied, §6 resolve --rolled-back, §10 ?schema=); the compat
+-- Follows Prisma's schema engine (the ledger DDL, v4 ids, deploy,
+-- resolve --applied, resolve --rolled-back, ?schema=); the compat
 -- test tests/compat/test_fixture_vs_prisma.lua checks it against the real CLI.
 --
 --   local L = require "prisma_ledger"
@@ -260,7 +260,7 @@ local function failed_ids(url, name, schema)
   return ids
 end
 
---- the whole `migrate resolve --rolled-back NAME` (prisma-migrate.md §6):
+--- the whole `migrate resolve --rolled-back NAME`:
 --- returns true, or nil + "P3011"/"P3012"/"no table"
 function L.resolve_rolled_back(url, name, opts)
   opts = opts or {}
@@ -355,7 +355,7 @@ local function p3018_logs(name, err)
 end
 
 --- apply the folders of migrations_dir in order, as native `migrate deploy`
---- does (prisma-migrate.md §4): create the table if missing (P3005 if the
+--- does: create the table if missing (P3005 if the
 --- schema has other tables), stop with P3009 if a failed row exists, then
 --- for each pending folder (no row with rolled_back_at NULL), up to and
 --- including `upto_name` (nil: all): INSERT the started row, run

@@ -147,4 +147,46 @@ T["unrecognised text is class unknown and keeps the message"] = function()
   H.eq(r.sqlstate, nil)
 end
 
+-- the driver-adapter texts Prisma 6.19.3's wasm engine writes (captured from the
+-- real CLI through @prisma/adapter-pg; tests/compat/test_data_prisma.lua builds them live)
+local TRACE = "\n   0: sql_schema_connector::apply_migration::apply_script\n           with migration_name=\"20240102000000_x\"\n" ..
+  "             at schema-engine/connectors/sql-schema-connector/src/apply_migration.rs:113\n"
+local function adapter(line) return "external connector error\n" .. line .. TRACE end
+
+T["adapter-engine texts: classed with their SQLSTATE, the object taken from them"] = function()
+  for _, c in ipairs({
+    { "Unique constraint failed: Customer_email_key", "23505", "data", "Customer_email_key", "constraint" },
+    { "Unique constraint failed: (`a`,`b`)", "23505", "data", "a,b", "constraint" },
+    { "Null constraint failed: ", "23502", "data", nil },
+    { "Null constraint violation on the (email)", "23502", "data", "email", "column" },
+    { "Foreign key constraint failed: c_pid_fkey", "23503", "data", "c_pid_fkey", "constraint" },
+    { "Foreign key constraint violated on the c_pid_fkey", "23503", "data", "c_pid_fkey", "constraint" },
+    { "Error querying the database: ERROR: check constraint \"t_price_check\" of relation \"t\" is violated by some row", "23514", "data", "t_price_check", "constraint" },
+    { "Value out of range error. integer out of range", "22003", "data", nil },
+    { "The value provided for column Unavailable is too long.", "22001", "data", nil },
+    { "Error in the underlying connector (WASM_ERROR): Error: unknown variant `InvalidInputValue`, expected one of `GenericJs`, `postgres`", "22P02", "data", nil },
+    { "Error querying the database: ERROR: division by zero", "22012", "data", nil },
+    { "Error querying the database: ERROR: canceling statement due to lock timeout", "55P03", "transient", nil },
+    { "Error querying the database: ERROR: canceling statement due to statement timeout", "57014", "transient", nil },
+    { "Error querying the database: FATAL: terminating connection due to administrator command", "57P01", "transient", nil },
+    { "Server has closed the connection.", "08006", "transient", nil },
+    { "Timed out during query execution.", "57014", "transient", nil },
+    { "Can't reach database server at `db:5432`", "08001", "transient", nil },
+    { "Transaction failed due to a write conflict or a deadlock", "40001", "transient", nil },
+    { "Too many DB connections opened", "53300", "transient", nil },
+    { "Authentication failed against database server, the provided database credentials for `u` are not valid.", "28P01", "permission", nil },
+  }) do
+    local r = errclass.parse(adapter(c[1]))
+    H.eq(r.sqlstate, c[2], c[1])
+    H.eq(r.class, c[3], c[1])
+    H.eq(r.source, "adapter", c[1])
+    H.eq(r.object, c[4], c[1])
+    if c[5] then H.eq(r.object_kind, c[5], c[1]) end
+  end
+  -- the message stays Prisma's own line
+  H.eq(errclass.parse(adapter("Unique constraint failed: Customer_email_key")).message, "Unique constraint failed: Customer_email_key")
+  H.eq(errclass.parse(adapter("Error querying the database: FATAL: terminating connection due to administrator command")).message,
+    "terminating connection due to administrator command")
+end
+
 return T

@@ -260,7 +260,8 @@ T["absent + unchanged file + 23505: run refuses with the cause, ledger unchanged
   h.eq(rc, 1, "run exit:\n" .. out .. err)
   local text = out .. err
   h.contains(text, "23505")
-  h.contains(text, "fix the data")
+  -- the data evidence names the duplicates (migfix.datacheck)
+  h.contains(text, "2 rows share name = 'Acme'; remove or merge them")
   h.same(rows(aurl), before, "ledger unchanged")
   h.eq(#backups_of(dir), 0, "no backup for a refusal")
   -- journal: only the diagnosis and the refusal, no ledger-changing entry

@@ -1,4 +1,4 @@
--- migfix status against the ledger states Prisma leaves (prisma-migrate.md §7),
+-- migfix status against the ledger states Prisma leaves,
 -- built with prisma_ledger (checked against the real CLI in tests/compat).
 local h = require "helper"
 local L = require "prisma_ledger"

@@ -10,7 +10,10 @@ local C = {
   description = [[Default: every failed migration. For each: the verdict (complete | absent | partial |
 drifted | unverifiable), whether migration.sql changed since the failed attempt, the
 recorded error (SQLSTATE, class), the statement that most likely failed, and the objects.
-The connection is read-only (enforced by the server).]],
+For a data error (23505, 23502, 23503, 23514, 22xxx) the precondition of the failing
+statement is counted on the rows (duplicate groups, NULL rows, orphan rows, rows failing the
+CHECK or the conversion) with a few sample keys: holds, violated or unknown (docs/policies.md
+"Data evidence"). The connection is read-only (enforced by the server).]],
   options = {
     { long = "json", help = "print a JSON document (fields in README \"diagnose --json\")" },
     { long = "objects", help = "list every object, not only those that are not as expected" },
@@ -43,6 +46,7 @@ function C.document(diags)
       execution = d.execution or json.null,
       inconsistent = jv(d.inconsistent),
       counts = d.evidence and d.evidence.counts or json.null,
+      data = d.data or json.null,
       objects = json.array(items),
     }
   end
@@ -94,6 +98,13 @@ function C.print(diags, opts)
       local e = d.error
       ui.out(("  error: %s%s[%s]"):format(e.sqlstate and (e.sqlstate .. " ") or "", e.message and (e.message .. " ") or "", e.class or "unknown"))
       if e.detail then ui.out("         " .. e.detail) end
+    end
+    if d.data and d.data.status ~= "not_applicable" then
+      local dd = d.data
+      local col = ({ holds = "green", violated = "red", unknown = "yellow" })[dd.status]
+      ui.out(("  data: %s — %s"):format(ui.paint(dd.status:upper(), col or "bold"),
+        dd.summary or dd.reason or ""))
+      if dd.advice then ui.out("        " .. dd.advice) end
     end
     if d.likely_failed_statement then
       local s = d.likely_failed_statement
@@ -156,6 +167,10 @@ function C.run(ctx, opts, args)
   local conn = ctx:connect { readonly = true }
   local st = ctx:state(conn)
   local diags = diagnose.run(ctx, conn, st, args)
+  local datacheck = require "migfix.datacheck"
+  for _, d in ipairs(diags) do
+    if d.error and d.error.class == "data" then d.data = datacheck.evidence(ctx, conn, d) end
+  end
   if opts.json then
     ui.out(json.encode(C.document(diags), { pretty = true }))
   elseif #diags == 0 then

@@ -9,7 +9,8 @@ local C = {
   usage = "journal [--json] [--verify] [--file] [-n N]",
   description = [[Entries come from the journal table in the database (schema "migfix" unless migfix.lua sets
 journal = { schema = ... }), newest last. --file reads the local JSON-lines mirror instead
-(.migfix/journal.jsonl), which needs no database. --verify recomputes every hash and checks the
+(.migfix/journal.jsonl), which needs no database. An `attempt` that no `deploy` entry completes is
+shown as interrupted (the process died mid-script), with a warning. --verify recomputes every hash and checks the
 chain: an edited entry, a deleted one, a reordered chain; against the file mirror it also sees a
 truncated tail. A chain rewritten from the start with recomputed hashes is only visible against
 the mirror (see docs/journal.md).]],
@@ -21,7 +22,7 @@ the mirror (see docs/journal.md).]],
   },
 }
 
-local OUTCOME_COLOR = { ok = "green", failed = "red", refused = "yellow", planned = "cyan", skipped = "dim" }
+local OUTCOME_COLOR = { ok = "green", failed = "red", refused = "yellow", planned = "cyan", skipped = "dim", interrupted = "red" }
 
 local function str(v)
   if v == nil or v == json.null then return "" end
@@ -35,15 +36,18 @@ local function tail(list, n)
   return out
 end
 
-local function print_entries(entries)
+local function print_entries(entries, interrupted)
   local rows = {}
+  local cut = {}
+  for _, e in ipairs(interrupted or {}) do cut[e] = true end
   for _, e in ipairs(entries) do
     if e._malformed then
       rows[#rows + 1] = { seq = "?", time = "", who = "", env = "", action = "(line " .. e._line .. " unreadable)", migration = "", outcome = "", policy = "" }
     else
       local t = str(e.at):gsub("T", " "):gsub("%.%d+Z$", "Z")
       rows[#rows + 1] = { seq = str(e.seq), time = t, who = str(e.os_user) .. "@" .. str(e.host), env = str(e.environment),
-                          action = str(e.action), migration = str(e.migration), outcome = str(e.outcome), policy = str(e.policy) }
+                          action = str(e.action), migration = str(e.migration),
+                          outcome = cut[e] and "interrupted" or str(e.outcome), policy = str(e.policy) }
     end
   end
   ui.table({
@@ -109,17 +113,29 @@ function C.run(ctx, opts, args)
     end
     verdict = { ok = ok, problems = all }
   end
+  local interrupted = journal.interrupted(entries)
 
   local shown = tail(entries, n)
   if opts.json then
     local doc = { source = source, count = #entries, entries = json.array(shown) }
     if verdict then doc.verify = { ok = verdict.ok, problems = problems_json(verdict.problems) } end
+    local cut = {}
+    for _, e in ipairs(interrupted) do
+      cut[#cut + 1] = { seq = e.seq or json.null, migration = e.migration or json.null, at = e.at or json.null,
+                        row_id = e.details.row_id, part_of = e.details.part_of or json.null }
+    end
+    doc.interrupted = json.array(cut)
     ui.out(json.encode(doc, { pretty = true }))
   else
     if #entries == 0 then
       ui.out(("no journal entries yet (%s)"):format(source))
     else
-      print_entries(shown)
+      print_entries(shown, interrupted)
+    end
+    for _, e in ipairs(interrupted) do
+      ui.warn(("seq %s: the %s of %s (row %s) started at %s and never finished: the run was interrupted"):format(
+        str(e.seq), e.details.part_of or "deploy", str(e.migration), str(e.details.row_id), str(e.at)),
+        "its ledger row is left failed (finished_at NULL) as Prisma leaves it; migfix diagnose / plan resolve it")
     end
     if verdict and verdict.ok then
       ui.out(ui.paint(("chain intact: %d entr%s verified (%s%s)"):format(#entries, #entries == 1 and "y" or "ies", source,

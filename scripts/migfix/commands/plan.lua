@@ -42,7 +42,7 @@ function C.run(ctx, opts)
   end
   local R = result.R
   for _, item in ipairs(result.items) do
-    pcall(R.record, R, R:entry_of(item, "plan", "planned"))
+    pcall(R.record, R, R:entry_of(item, "plan", "planned", { details = require("migfix.report").journal_details(item, result.started_at) }))
   end
   return result.rc
 end

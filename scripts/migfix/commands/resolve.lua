@@ -9,7 +9,7 @@ local C = {
   name = "resolve",
   summary = "mark a migration applied or rolled back, as prisma migrate resolve (backup + journal)",
   usage = "resolve (--applied NAME | --rolled-back NAME) [--force] [--no-backup] [--yes] [--json]",
-  description = [[The manual primitives, written exactly as Prisma writes them (prisma-migrate.md §5, §6),
+  description = [[The manual primitives, written exactly as `prisma migrate resolve` writes them,
 under Prisma's advisory lock (taken first: the ledger is read and checked under it), in one
 transaction with the journal entry. A ledger-only backup (pg_dump of _prisma_migrations) is
 taken first unless --no-backup; an environment that requires a backup gets at least its scope.

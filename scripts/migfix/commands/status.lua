@@ -7,7 +7,7 @@ local health = require "migfix.health"
 
 local C = {
   name = "status",
-  summary = "show every migration's state in the ledger and whether prisma migrate deploy would refuse (P3009)",
+  summary = "show every migration's state in the ledger and whether prisma migrate deploy would refuse (P3009, P3005)",
   usage = "status [--json] [--slow DURATION]",
   description = [[DURATION is finished_at - started_at of the row that counts (a migration marked applied by
 resolve --applied ran nothing: "resolved"); with --slow, migrations that took at least that long are
@@ -39,7 +39,10 @@ end
 
 function C.headline(st)
   local s = st.summary
-  if st.deploy.refuses then
+  if st.p3005 then
+    return ("P3005: prisma migrate deploy would refuse: the database schema \"%s\" is not empty and has no _prisma_migrations table (tables: %s)"):format(
+      st.schema, table.concat(st.p3005.tables, ", ")), "unmanaged"
+  elseif st.deploy.refuses then
     local names = {}
     for _, f in ipairs(st.deploy.failed) do names[#names + 1] = f.name end
     return ("P3009: prisma migrate deploy would refuse: %d failed migration%s (%s)"):format(
@@ -77,7 +80,7 @@ function C.document(ctx, st, slow)
   return {
     headline = headline, status = kind,
     environment = ctx:project().env_name, schema = st.schema, ledger_exists = st.exists,
-    deploy = { refuses = st.deploy.refuses, code = st.deploy.code or json.null,
+    deploy = { refuses = st.deploy.refuses or st.p3005 ~= nil, code = st.deploy.code or (st.p3005 and "P3005") or json.null,
                failed = json.array(failed), pending = json.array(pending) },
     prisma_status = { exit = st.prisma_status.exit, says = st.prisma_status.says },
     summary = st.summary, problems = json.array(st.problems),
@@ -85,9 +88,24 @@ function C.document(ctx, st, slow)
   }
 end
 
+--- P3005, as `migrate deploy` checks it: no ledger table and an ordinary
+--- table in the schema (PostGIS's tables do not count). Sets st.p3005.
+function C.check_p3005(conn, st)
+  if st.exists then return nil end
+  local ok, err = pcall(require("migfix.ledger_write").check_empty_schema, conn, st.schema)
+  if not ok then
+    if not (ui.is_error(err) and err.prisma_code == "P3005") then error(err, 0) end
+    local list = err.message:match("%(tables: (.-)%)$") or ""
+    local tables = {}
+    for t in list:gmatch("[^,%s]+") do tables[#tables + 1] = t end
+    st.p3005 = { tables = tables, message = err.message }
+  end
+  return st.p3005
+end
+
 function C.needs_attention(st)
   local s = st.summary
-  return st.deploy.refuses or #st.deploy.pending > 0 or s.modified > 0 or s.missing > 0 or #st.problems > 0
+  return st.p3005 ~= nil or st.deploy.refuses or #st.deploy.pending > 0 or s.modified > 0 or s.missing > 0 or #st.problems > 0
 end
 
 function C.print(ctx, st, slow)
@@ -128,6 +146,13 @@ function C.print(ctx, st, slow)
     }, rows, "  ")
   end
   for _, pr in ipairs(st.problems) do ui.out(ui.paint("problem: ", "red") .. pr) end
+  if st.p3005 then
+    ui.out("")
+    ui.out("Prisma says:")
+    ui.out("  Error: P3005")
+    ui.out("  The database schema is not empty. Read more about how to baseline an existing production database: https://pris.ly/d/migrate-baseline")
+    ui.out("next: migfix resolve --applied NAME for each migration already in the database (baselining), then migfix deploy")
+  end
   if st.deploy.refuses then
     ui.out("")
     ui.out("Prisma says:")
@@ -145,6 +170,7 @@ function C.run(ctx, opts)
   end
   local conn = ctx:connect { readonly = true }
   local st = ctx:state(conn)
+  C.check_p3005(conn, st)
   if opts.json then
     ui.out(json.encode(C.document(ctx, st, slow), { pretty = true }))
   else

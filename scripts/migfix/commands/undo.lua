@@ -11,7 +11,7 @@ local sys = require "migfix.sys"
 local C = {
   name = "undo",
   summary = "restore the _prisma_migrations rows of the last repair from the journal (ledger only, never the schema)",
-  usage = "undo [--yes] [--json]",
+  usage = "undo [--run ID] [--yes] [--json]",
   description = [[Finds the last successful mark_applied, mark_rolled_back or deploy in the journal that no
 undo has reverted yet, and restores the ledger rows of its migrations to the before-image the
 journal recorded: rows the repair inserted are deleted, changed rows get their old values back,
@@ -20,8 +20,12 @@ with an "undo" journal entry, and checks the result equals the before-image exac
 Refuses when the ledger changed since the repair (someone deployed or resolved since): the rows
 must still equal the repair's after-image. Database objects the repair created or dropped are
 NOT reverted (undo of a deploy leaves the schema as the migration left it).
-Repeated undos step back through the journal, one repair at a time.]],
+Repeated undos step back through the journal, one repair at a time.
+--run ID undoes every repair of one migfix run (the run id in each journal entry's details.run,
+shown by `migfix report` and a fleet run's summary; a prefix of 8+ characters is enough), newest
+first; with --targets/--schemas, on every target: one incident across a fleet, undone together.]],
   options = {
+    { long = "run", arg = "ID", help = "undo every repair of this run (newest first)" },
     { long = "yes", short = "y", help = "do not ask for confirmation (required without a terminal)" },
     { long = "json", help = "print a JSON document of what was restored" },
   },
@@ -88,12 +92,37 @@ function C.run(ctx, opts, args)
               detail = table.concat(lines, "\n"),
               hint = "run migfix journal --verify; restore the ledger from a backup instead", code = ui.EXIT.ATTENTION }
   end
-  local rep = journal.last_repair(entries)
-  if not rep then
-    ui.fail { message = "nothing to undo",
-              detail = ("the journal in schema \"%s\" has no successful mark_applied, mark_rolled_back or deploy that was not undone already"):format(p.journal_schema),
-              code = ui.EXIT.ATTENTION }
+  if opts.run and (#opts.run < 8 or not opts.run:match("^[%x%-]+$")) then
+    ui.fail { message = ("invalid run id \"%s\""):format(opts.run), hint = "give the run id (or 8+ of its first characters) from migfix report or the journal", code = ui.EXIT.USAGE }
   end
+  local results = {}
+  local confirmed = false
+  while true do
+    local rep = journal.last_repair(entries, { run = opts.run })
+    if not rep then
+      if #results > 0 then break end
+      ui.fail { message = "nothing to undo",
+                detail = opts.run and ("the journal in schema \"%s\" has no repair of run %s that was not undone already"):format(p.journal_schema, opts.run)
+                  or ("the journal in schema \"%s\" has no successful mark_applied, mark_rolled_back or deploy that was not undone already"):format(p.journal_schema),
+                code = ui.EXIT.ATTENTION }
+    end
+    results[#results + 1] = C.undo_one(ctx, conn, opts, p, schema, rep, confirmed)
+    confirmed = true
+    if not opts.run then break end
+    entries = assert(journal.read(conn, p.journal_schema))
+  end
+  if opts.json then
+    if opts.run then
+      ui.out(json.encode({ run = opts.run, undone = json.array(results) }, { pretty = true }))
+    else
+      ui.out(json.encode(results[1], { pretty = true }))
+    end
+  end
+  return ui.EXIT.OK
+end
+
+--- Undo one repair entry (under Prisma's lock, one transaction); returns its JSON document.
+function C.undo_one(ctx, conn, opts, p, schema, rep, confirmed)
   local det = type(rep.details) == "table" and rep.details or {}
   if det.part_of == "split" then
     ui.fail { message = ("the last repair (seq %d) is part of `migfix split %s`: undoing only its ledger row would leave the split folders in place"):format(rep.seq, tostring(rep.migration)),
@@ -120,7 +149,7 @@ function C.run(ctx, opts, args)
     ui.out(("  restore %d ledger row%s of %s: delete %d inserted, restore %d, re-insert %d (schema is not touched)"):format(
       #before, #before == 1 and "" or "s", table.concat(names, ", "), n_delete, n_restore, n_reinsert))
   end
-  if not opts.yes then
+  if not opts.yes and not confirmed then
     if not sys.isatty(0) then
       ui.fail { message = "undo needs confirmation", detail = "no terminal to ask on, and --yes was not given; nothing was written",
                 hint = "run it again with --yes", code = ui.EXIT.ATTENTION }
@@ -137,6 +166,7 @@ function C.run(ctx, opts, args)
   local R = actions.context(ctx, conn, "run")
   local item = { m = { name = type(rep.migration) == "string" and rep.migration or nil }, policy = nil }
   local refused, restored_rows, current_rows, u
+  local t0 = sys.now_ms()
   lw.with_lock(conn, actions.lock_ms(R), function()
     txn.run(conn, function()
       lw.lock_table(conn, schema)
@@ -166,7 +196,8 @@ function C.run(ctx, opts, args)
       u = R:record(R:entry_of(item, "undo", "ok", {
         before = current_rows, after = restored_rows, policy = false,
         details = { undoes = rep.seq, undone_action = rep.action, undone_hash = rep.hash,
-                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert } }))
+                    deleted = n_delete, restored = n_restore, reinserted = n_reinsert,
+                    duration_ms = math.floor(sys.now_ms() - t0 + 0.5) } }))
     end, "undo seq " .. rep.seq)
   end)
 
@@ -179,15 +210,14 @@ function C.run(ctx, opts, args)
               code = ui.EXIT.ATTENTION }
   end
 
-  if opts.json then
-    ui.out(json.encode({ undone = rep.seq, undone_action = rep.action, journal_seq = u.seq, schema = schema,
-                         migrations = json.array(names), deleted = n_delete, restored = n_restore, reinserted = n_reinsert,
-                         before = current_rows, after = restored_rows }, { pretty = true }))
-  else
+  local doc = { undone = rep.seq, undone_action = rep.action, journal_seq = u.seq, schema = schema,
+                migrations = json.array(names), deleted = n_delete, restored = n_restore, reinserted = n_reinsert,
+                before = current_rows, after = restored_rows }
+  if not opts.json then
     ui.out(ui.paint(("undone: the ledger rows of %s are as they were before seq %d (journal seq %d)"):format(
       table.concat(names, ", "), rep.seq, u.seq), "green"))
   end
-  return ui.EXIT.OK
+  return doc
 end
 
 return C

@@ -1,0 +1,744 @@
+--- migfix.datacheck — evidence about data, not only schema. When a failed
+--- migration's error is a data error, the statement that tripped on it says
+--- what the data must satisfy; this module derives that precondition from the
+--- statement and counts, read-only, the rows that still violate it:
+---
+---   23505  CREATE UNIQUE INDEX / ADD ... UNIQUE | PRIMARY KEY  duplicate groups of the
+---          key columns or expressions (only rows the index's WHERE covers; NULLs are
+---          distinct unless NULLS NOT DISTINCT; a primary key also counts NULL rows)
+---   23502  SET NOT NULL / ADD PRIMARY KEY                      rows with NULL in the column(s)
+---          ADD COLUMN ... NOT NULL without DEFAULT             every existing row
+---   23503  ADD FOREIGN KEY (not NOT VALID)                     orphan rows (MATCH SIMPLE / FULL)
+---   23514  ADD CHECK (not NOT VALID)                           rows for which the expression is false
+---   22xxx  ALTER COLUMN TYPE [USING expr]                      rows whose conversion fails (bounded)
+---
+--- Every check runs in a READ ONLY transaction (the server refuses writes) with
+--- search_path = the ledger schema (as Prisma's session has it) and
+--- SET LOCAL statement_timeout; a check that cannot be derived, errs or times
+--- out is `unknown` — never `holds`.
+---
+---   datacheck.check(conn, d, o) -> data
+---     d: a diagnose record (d.error, d.unit); o: {schema, timeout_ms, samples, connect}
+---     data = { status = "holds"|"violated"|"unknown"|"not_applicable", sqlstate, reason,
+---              violations, summary, advice, checks = { check... } }
+---     check = { kind = "unique"|"not_null"|"new_not_null"|"foreign_key"|"check"|"cast",
+---               statement, line, schema, table, columns, where, status, violations,
+---               groups, samples = { {key, rows, text} }, summary, advice, sql, ms, reason }
+-- @module migfix.datacheck
+local json = require "migfix.json"
+local sql = require "migfix.sql"
+
+local M = {}
+
+M.DEFAULT_TIMEOUT_MS = 30000
+M.SAMPLES = 3
+--- a conversion check stops counting after this many failing rows
+M.CAST_CAP = 1000
+
+local KNOWN_OPTS = { schema = true, timeout_ms = true, samples = true, connect = true }
+
+-- ------------------------------------------------------------------ text
+
+local function qi(name) return '"' .. tostring(name):gsub('"', '""') .. '"' end
+local function ql(s) return "'" .. tostring(s):gsub("'", "''") .. "'" end
+
+--- a JSON value as SQL-ish text: 'ann@example.com', 42, NULL
+local function value_text(v)
+  if v == nil or v == json.null then return "NULL" end
+  if type(v) == "string" then return ql(v) end
+  if type(v) == "table" then return ql(json.encode(v)) end
+  return tostring(v)
+end
+
+local function key_text(labels, values)
+  local parts = {}
+  for i, l in ipairs(labels) do parts[#parts + 1] = ("%s = %s"):format(l, value_text(values[i])) end
+  return table.concat(parts, ", ")
+end
+
+local function plural(n, one, many) return n == 1 and one or (many or (one .. "s")) end
+
+-- ------------------------------------------------------------------ lexing
+
+--- Tokens of s (words, quoted identifiers, strings, punctuation), enough to
+--- find a keyword at parenthesis depth 0 outside strings and comments.
+local function lex(s)
+  local toks, i, n = {}, 1, #s
+  while i <= n do
+    local c, c2 = s:sub(i, i), s:sub(i + 1, i + 1)
+    if c:match("%s") then
+      i = i + 1
+    elseif c == "-" and c2 == "-" then
+      i = (s:find("\n", i, true) or n) + 1
+    elseif c == "/" and c2 == "*" then
+      local depth = 1
+      i = i + 2
+      while i <= n and depth > 0 do
+        local two = s:sub(i, i + 1)
+        if two == "/*" then depth = depth + 1; i = i + 2
+        elseif two == "*/" then depth = depth - 1; i = i + 2
+        else i = i + 1 end
+      end
+    elseif c == "'" or ((c == "E" or c == "e") and c2 == "'") then
+      local esc, st = c ~= "'", i
+      i = i + (esc and 2 or 1)
+      while i <= n do
+        local ch = s:sub(i, i)
+        if esc and ch == "\\" then i = i + 2
+        elseif ch == "'" and s:sub(i + 1, i + 1) == "'" then i = i + 2
+        elseif ch == "'" then break
+        else i = i + 1 end
+      end
+      toks[#toks + 1] = { s = st, e = i, t = "string" }
+      i = i + 1
+    elseif c == '"' then
+      local st = i
+      i = i + 1
+      while i <= n do
+        if s:sub(i, i) == '"' then
+          if s:sub(i + 1, i + 1) == '"' then i = i + 2 else break end
+        else i = i + 1 end
+      end
+      toks[#toks + 1] = { s = st, e = i, t = "qident" }
+      i = i + 1
+    elseif c == "$" and s:match("^%$[%a_]*%$", i) then
+      local tag = s:match("^%$[%a_]*%$", i)
+      local _, close = s:find(tag, i + #tag, true)
+      toks[#toks + 1] = { s = i, e = close or n, t = "string" }
+      i = (close or n) + 1
+    elseif c:match("[%a_\128-\255]") then
+      local _, e = s:find("^[%w_$\128-\255]*", i + 1)
+      toks[#toks + 1] = { s = i, e = e, t = "word", w = s:sub(i, e):lower() }
+      i = e + 1
+    else
+      toks[#toks + 1] = { s = i, e = i, t = c }
+      i = i + 1
+    end
+  end
+  return toks
+end
+
+--- The text of the USING expression of the k-th ALTER COLUMN ... TYPE of
+--- column `col` in statement text s (nil when there is none).
+local function using_text(s, col)
+  local toks = lex(s)
+  local depth, k = 0, 1
+  -- find "type" (or "data type") after the column name, then "using" at depth 0
+  while k <= #toks do
+    local t = toks[k]
+    if t.t == "(" then depth = depth + 1 elseif t.t == ")" then depth = depth - 1 end
+    local name = t.t == "qident" and s:sub(t.s + 1, t.e - 1):gsub('""', '"') or (t.t == "word" and t.w or nil)
+    if depth == 0 and name == col and toks[k + 1] then
+      local j = k + 1
+      local d2 = 0
+      while j <= #toks do
+        local u = toks[j]
+        if u.t == "(" then d2 = d2 + 1
+        elseif u.t == ")" then d2 = d2 - 1
+        elseif d2 == 0 and (u.t == "," or u.t == ";") then break
+        elseif d2 == 0 and u.t == "word" and u.w == "using" then
+          local first, last = toks[j + 1], nil
+          local d3 = 0
+          for m = j + 1, #toks do
+            local v = toks[m]
+            if v.t == "(" then d3 = d3 + 1 elseif v.t == ")" then d3 = d3 - 1 end
+            if d3 < 0 or (d3 == 0 and (v.t == "," or v.t == ";")) then break end
+            last = v
+          end
+          if first and last then return (s:sub(first.s, last.e):match("^%s*(.-)%s*$")) end
+          return nil
+        end
+        j = j + 1
+      end
+      return nil
+    end
+    k = k + 1
+  end
+  return nil
+end
+M.using_text = using_text
+
+-- ------------------------------------------------------------------ parse tree details
+
+--- Flags the effect records do not carry: NULLS NOT DISTINCT, MATCH FULL.
+local function tree_flags(text)
+  local tree = sql.parse(text)
+  local flags = { nulls_not_distinct = {}, match_full = {}, index_nnd = false }
+  if not tree or not tree.stmts or not tree.stmts[1] then return flags end
+  local function walk(node)
+    if type(node) ~= "table" then return end
+    if node.Constraint then
+      local c = node.Constraint
+      if c.nulls_not_distinct and c.conname then flags.nulls_not_distinct[c.conname] = true end
+      if c.nulls_not_distinct and not c.conname then flags.nulls_not_distinct["?"] = true end
+      if c.fk_matchtype == "f" then flags.match_full[c.conname or "?"] = true end
+    end
+    if node.IndexStmt and node.IndexStmt.nulls_not_distinct then flags.index_nnd = true end
+    for _, v in pairs(node) do walk(v) end
+  end
+  walk(tree.stmts[1].stmt)
+  return flags
+end
+
+-- ------------------------------------------------------------------ candidates
+
+local CODE_KIND = { ["23505"] = "unique", ["23502"] = "not_null", ["23503"] = "foreign_key", ["23514"] = "check" }
+
+--- the kind of precondition an error code asks for, or nil
+local function kind_of(code)
+  if type(code) ~= "string" then return nil end
+  if CODE_KIND[code] then return CODE_KIND[code] end
+  if code:sub(1, 2) == "22" then return "cast" end
+  return nil
+end
+M.kind_of = kind_of
+
+--- the effects of statements of the file that can raise this kind of data error
+local function candidates(unit, kind, created)
+  local out = {}
+  for _, e in ipairs(unit.effects or {}) do
+    local t = e.table
+    local existing = t and not created[(e.schema or "") .. "." .. t]
+    if existing and e.action == "create" then
+      if kind == "unique" and ((e.kind == "index" and e.unique) or
+          (e.kind == "constraint" and (e.contype == "u" or e.contype == "p") and not e.using_index)) then
+        out[#out + 1] = e
+      elseif kind == "not_null" and ((e.kind == "column" and e.not_null and not e.has_default and not e.identity)
+          or (e.kind == "constraint" and e.contype == "p" and not e.using_index)) then
+        out[#out + 1] = e
+      elseif kind == "foreign_key" and e.kind == "constraint" and e.contype == "f" and not e.not_valid then
+        out[#out + 1] = e
+      elseif kind == "check" and e.kind == "constraint" and e.contype == "c" and not e.not_valid then
+        out[#out + 1] = e
+      end
+    elseif existing and e.action == "alter" and e.kind == "column" and e.set then
+      if kind == "not_null" and e.set.not_null == true then out[#out + 1] = e end
+      if kind == "cast" and e.set.type then out[#out + 1] = e end
+    end
+  end
+  return out
+end
+
+--- every double-quoted name in the error's message and detail, and its object
+local function named_in(err)
+  local names = {}
+  for _, s in ipairs({ err.message or "", err.detail or "" }) do
+    for n in s:gmatch('"([^"]+)"') do names[n] = true end
+    for n in s:gmatch("%(([^)]+)%)") do
+      for part in n:gmatch("[^,%s`]+") do names[part] = true end
+    end
+  end
+  if type(err.object) == "string" and err.object ~= "" then names[err.object] = true end
+  if type(err.relation) == "string" then names[err.relation] = true end
+  return names
+end
+
+--- keep the candidates the error names (by index/constraint name, or column and table)
+local function narrow(cands, err)
+  local names = named_in(err)
+  if next(names) == nil then return cands, false end
+  local keep = {}
+  for _, e in ipairs(cands) do
+    local hit = false
+    if e.kind == "index" or e.kind == "constraint" then hit = e.name ~= nil and names[e.name] == true end
+    if e.kind == "column" then hit = names[e.name] == true and (not err.relation or err.relation == e.table) end
+    if (e.kind == "index" or (e.kind == "constraint" and e.contype ~= "c")) and not hit and e.columns and #e.columns > 0 then
+      local all = true
+      for _, c in ipairs(e.columns) do if type(c) ~= "string" or not names[c] then all = false end end
+      if all and (e.contype == "p" or not err.relation or err.relation == e.table) then hit = e.contype == "p" or e.kind == "index" or e.contype == "u" end
+    end
+    if e.kind == "constraint" and e.contype == "p" and not hit then
+      for _, c in ipairs(e.columns or {}) do if names[c] and (not err.relation or err.relation == e.table) then hit = true end end
+    end
+    if hit then keep[#keep + 1] = e end
+  end
+  return keep, true
+end
+
+--- an earlier statement of the file that changes what this one would see
+local DML = { InsertStmt = true, UpdateStmt = true, DeleteStmt = true, MergeStmt = true, CopyStmt = true,
+              TruncateStmt = true, DoStmt = true, ExecuteStmt = true, CallStmt = true, SelectStmt = false }
+
+local function earlier_change(unit, e, cols)
+  for _, s in ipairs(unit.statements or {}) do
+    if s.index >= e.stmt then break end
+    if DML[s.kind] then
+      return ("statement %d (line %d) changes rows before it runs: the rows now are not the rows it would see"):format(s.index, s.line)
+    end
+  end
+  for _, o in ipairs(unit.effects or {}) do
+    if o.stmt >= e.stmt then break end
+    if o.table == e.table and (o.schema or "") == (e.schema or "") and o.kind == "column" then
+      for _, c in ipairs(cols) do
+        if o.name == c or o.new_name == c then
+          return ("statement %d (line %d) changes column \"%s\" before it runs"):format(o.stmt, o.line or 0, c)
+        end
+      end
+    end
+    if o.action == "rename" and (o.table == e.table or o.name == e.table) then
+      return ("statement %d renames something of \"%s\" before it runs"):format(o.stmt, e.table)
+    end
+  end
+  return nil
+end
+
+-- ------------------------------------------------------------------ running
+
+--- run fn(conn) in a READ ONLY transaction with the timeout and search_path
+local function in_readonly(R, fn)
+  local conn = R.conn
+  local tx, err, info = conn:begin { readonly = true }
+  if not tx then return nil, err, info end
+  local ok, e2, i2 = conn:query("SELECT set_config('statement_timeout', $1, true), set_config('search_path', $2, true)",
+    tostring(R.timeout_ms), qi(R.schema))
+  if not ok then tx:rollback() return nil, e2, i2 end
+  local res = table.pack(pcall(fn, conn))
+  tx:rollback()
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+local function query(conn, q, ...)
+  local rows, err, info = conn:query(q, ...)
+  if not rows then error({ datacheck = true, message = err, info = info or {} }, 0) end
+  return rows
+end
+
+local function failure_reason(R, e)
+  if type(e) == "table" and e.datacheck then
+    local st = e.info.sqlstate
+    if st == "57014" then
+      return ("the check ran longer than its bound (statement_timeout %d ms)"):format(R.timeout_ms), st
+    end
+    return ("the check query failed: %s%s"):format(st and (st .. " ") or "", tostring(e.message)), st
+  end
+  return "the check failed: " .. tostring(e)
+end
+
+--- primary-key columns of a table (row identity for samples), or nil
+local function pk_columns(conn, rel)
+  local rows = query(conn, [[
+    SELECT a.attname FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+     WHERE i.indrelid = $1::regclass AND i.indisprimary
+     ORDER BY array_position(i.indkey::int2[], a.attnum)]], rel)
+  if #rows == 0 then return nil end
+  local cols = {}
+  for _, r in ipairs(rows) do cols[#cols + 1] = r.attname end
+  return cols
+end
+
+--- identity expressions and labels of a table's rows: its primary key, else ctid
+local function identity(conn, rel, alias)
+  local pk = pk_columns(conn, rel)
+  local p = alias and (alias .. ".") or ""
+  if not pk then return { p .. "ctid::text" }, { "ctid" } end
+  local ex = {}
+  for _, c in ipairs(pk) do ex[#ex + 1] = p .. qi(c) end
+  return ex, pk
+end
+
+local function decode_key(text)
+  local v = json.decode(text)
+  return type(v) == "table" and v or {}
+end
+
+-- one check per kind: fills c (status, violations, samples, summary, advice, sql)
+
+local CHECKS = {}
+
+CHECKS.unique = function(R, conn, c, e, flags)
+  local exprs, labels = {}, {}
+  for _, col in ipairs(e.columns or {}) do
+    if type(col) == "string" then
+      exprs[#exprs + 1] = qi(col); labels[#labels + 1] = col
+    elseif type(col) == "table" and col.expr and col.expr ~= "" then
+      exprs[#exprs + 1] = "(" .. col.expr .. ")"; labels[#labels + 1] = col.expr
+    else
+      return nil, "an index element could not be read from the statement"
+    end
+  end
+  if #exprs == 0 then return nil, "no key columns" end
+  local primary = e.kind == "constraint" and e.contype == "p" or e.primary
+  local nnd = primary or (e.kind == "index" and flags.index_nnd) or (e.kind == "constraint" and
+    (flags.nulls_not_distinct[e.name] or flags.nulls_not_distinct["?"]))
+  local conds = {}
+  if e.predicate then conds[#conds + 1] = "(" .. e.predicate .. ")" end
+  if not nnd then for _, x in ipairs(exprs) do conds[#conds + 1] = x .. " IS NOT NULL" end end
+  if primary then for _, x in ipairs(exprs) do conds[#conds + 1] = x .. " IS NOT NULL" end end
+  local where = #conds > 0 and (" WHERE " .. table.concat(conds, " AND ")) or ""
+  local keys = table.concat(exprs, ", ")
+  local groups_sql = ("SELECT count(*) AS n FROM %s%s GROUP BY %s HAVING count(*) > 1"):format(c.rel, where, keys)
+  c.sql = ("SELECT count(*) AS groups, coalesce(sum(n), 0) AS rows FROM (%s) g"):format(groups_sql)
+  local r = query(conn, c.sql)[1]
+  c.groups, c.violations = tonumber(r.groups) or 0, tonumber(r.rows) or 0
+  c.columns, c.where, c.nulls_distinct = labels, e.predicate, not nnd
+  local nulls = 0
+  if primary then
+    local nc = {}
+    for _, x in ipairs(exprs) do nc[#nc + 1] = x .. " IS NULL" end
+    nulls = tonumber(query(conn, ("SELECT count(*) AS n FROM %s WHERE %s"):format(c.rel, table.concat(nc, " OR ")))[1].n) or 0
+    c.null_rows = nulls
+  end
+  c.samples = {}
+  if c.groups > 0 then
+    local rows = query(conn, ("SELECT json_build_array(%s)::text AS key, count(*) AS n FROM %s%s GROUP BY %s HAVING count(*) > 1 ORDER BY count(*) DESC, 1 LIMIT %d"):format(
+      keys, c.rel, where, keys, R.samples))
+    for _, row in ipairs(rows) do
+      local vals = decode_key(row.key)
+      local n = tonumber(row.n)
+      c.samples[#c.samples + 1] = { key = vals, rows = n, text = ("%d rows share %s"):format(n, key_text(labels, vals)) }
+    end
+  end
+  if c.groups == 0 and nulls == 0 then
+    c.status = "holds"
+    c.summary = ("no two rows of \"%s\" share (%s)%s"):format(e.table, table.concat(labels, ", "), e.predicate and (" where " .. e.predicate) or "")
+    return true
+  end
+  c.status = "violated"
+  local texts = {}
+  for _, s in ipairs(c.samples) do texts[#texts + 1] = s.text end
+  local parts = {}
+  if c.groups > 0 then
+    if c.groups == 1 then
+      parts[#parts + 1] = ("\"%s\": %s"):format(e.table, texts[1])
+    else
+      parts[#parts + 1] = ("\"%s\": %d duplicate groups (%d rows) of (%s)%s: %s%s"):format(e.table, c.groups, c.violations,
+        table.concat(labels, ", "), e.predicate and (" where " .. e.predicate) or "", table.concat(texts, "; "),
+        c.groups > #texts and "; ..." or "")
+    end
+  end
+  if nulls > 0 then
+    parts[#parts + 1] = ("%d %s of \"%s\" %s NULL in the primary key"):format(nulls, plural(nulls, "row"), e.table, nulls == 1 and "has" or "have")
+  end
+  c.violations = c.violations + nulls
+  c.summary = table.concat(parts, "; ")
+  c.advice = c.groups > 0 and "remove or merge them" or "set the key of those rows, or delete them"
+  return true
+end
+
+local function sample_rows(R, conn, c, where, extra_label, extra_expr)
+  local ids, labels = identity(conn, c.rel)
+  local cols = {}
+  for _, x in ipairs(ids) do cols[#cols + 1] = x end
+  if extra_expr then cols[#cols + 1] = extra_expr end
+  local rows = query(conn, ("SELECT json_build_array(%s)::text AS key FROM %s WHERE %s LIMIT %d"):format(
+    table.concat(cols, ", "), c.rel, where, R.samples))
+  local out = {}
+  for _, row in ipairs(rows) do
+    local vals = decode_key(row.key)
+    local idv = {}
+    for i = 1, #labels do idv[i] = vals[i] end
+    local text = key_text(labels, idv)
+    if extra_label then text = text .. (" (%s)"):format(key_text(extra_label, { vals[#labels + 1] })) end
+    out[#out + 1] = { key = idv, text = text }
+  end
+  return out
+end
+
+local function sample_list(c)
+  local t = {}
+  for _, s in ipairs(c.samples or {}) do t[#t + 1] = s.text end
+  local more = (c.violations or 0) > #t and ", ..." or ""
+  return #t > 0 and (" (" .. table.concat(t, "; ") .. more .. ")") or ""
+end
+
+CHECKS.not_null = function(R, conn, c, e)
+  local cols = e.kind == "column" and { e.name } or e.columns or {}
+  if #cols == 0 then return nil, "no columns" end
+  local conds = {}
+  for _, col in ipairs(cols) do conds[#conds + 1] = qi(col) .. " IS NULL" end
+  local where = table.concat(conds, " OR ")
+  c.columns = cols
+  c.sql = ("SELECT count(*) AS n FROM %s WHERE %s"):format(c.rel, where)
+  c.violations = tonumber(query(conn, c.sql)[1].n) or 0
+  local names = {}
+  for _, col in ipairs(cols) do names[#names + 1] = ("\"%s\""):format(col) end
+  if c.violations == 0 then
+    c.status, c.samples = "holds", {}
+    c.summary = ("no row of \"%s\" has NULL in %s"):format(e.table, table.concat(names, ", "))
+    return true
+  end
+  c.status = "violated"
+  c.samples = sample_rows(R, conn, c, where)
+  c.summary = ("%d %s of \"%s\" %s NULL in %s%s"):format(c.violations, plural(c.violations, "row"), e.table,
+    c.violations == 1 and "has" or "have", table.concat(names, ", "), sample_list(c))
+  c.advice = "set a value in them or delete them"
+  return true
+end
+
+CHECKS.new_not_null = function(R, conn, c, e)
+  c.kind, c.columns = "new_not_null", { e.name }
+  c.sql = ("SELECT count(*) AS n FROM %s"):format(c.rel)
+  c.violations = tonumber(query(conn, c.sql)[1].n) or 0
+  if c.violations == 0 then
+    c.status, c.samples = "holds", {}
+    c.summary = ("\"%s\" has no rows, so the new NOT NULL column \"%s\" without a DEFAULT can be added"):format(e.table, e.name)
+    return true
+  end
+  c.status = "violated"
+  c.samples = sample_rows(R, conn, c, "true")
+  c.summary = ("%d existing %s of \"%s\" would get NULL in the new NOT NULL column \"%s\" (it has no DEFAULT)%s"):format(
+    c.violations, plural(c.violations, "row"), e.table, e.name, sample_list(c))
+  c.advice = "give the column a DEFAULT, or add it nullable, backfill it and SET NOT NULL in a later migration"
+  return true
+end
+
+CHECKS.foreign_key = function(R, conn, c, e, flags)
+  local cols = e.columns or {}
+  local pschema = e.ref_schema or R.schema
+  local prel = qi(pschema) .. "." .. qi(e.ref_table)
+  local pcols = e.ref_columns
+  if not pcols or #pcols == 0 then
+    pcols = pk_columns(conn, prel)
+    if not pcols then return nil, ("\"%s\" has no primary key for the reference to use"):format(e.ref_table) end
+  end
+  if #cols == 0 or #cols ~= #pcols then return nil, "the referencing and referenced columns do not pair up" end
+  local eq, nn, anynull, allnull = {}, {}, {}, {}
+  for i, col in ipairs(cols) do
+    eq[#eq + 1] = ("p.%s = c.%s"):format(qi(pcols[i]), qi(col))
+    nn[#nn + 1] = ("c.%s IS NOT NULL"):format(qi(col))
+    anynull[#anynull + 1] = ("c.%s IS NULL"):format(qi(col))
+    allnull[#allnull + 1] = ("c.%s IS NULL"):format(qi(col))
+  end
+  local orphan = ("(%s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s))"):format(table.concat(nn, " AND "), prel, table.concat(eq, " AND "))
+  if flags.match_full[e.name] and #cols > 1 then
+    orphan = ("(%s OR ((%s) AND NOT (%s)))"):format(orphan, table.concat(anynull, " OR "), table.concat(allnull, " AND "))
+  end
+  c.columns, c.references = cols, { schema = pschema, table = e.ref_table, columns = pcols }
+  c.sql = ("SELECT count(*) AS n FROM %s c WHERE %s"):format(c.rel, orphan)
+  c.violations = tonumber(query(conn, c.sql)[1].n) or 0
+  local fk = {}
+  for _, col in ipairs(cols) do fk[#fk + 1] = ("\"%s\""):format(col) end
+  if c.violations == 0 then
+    c.status, c.samples = "holds", {}
+    c.summary = ("every row of \"%s\" with %s set has its row in \"%s\""):format(e.table, table.concat(fk, ", "), e.ref_table)
+    return true
+  end
+  c.status = "violated"
+  local ids, labels = identity(conn, c.rel, "c")
+  local sel = {}
+  for _, x in ipairs(ids) do sel[#sel + 1] = x end
+  for _, col in ipairs(cols) do sel[#sel + 1] = "c." .. qi(col) end
+  local rows = query(conn, ("SELECT json_build_array(%s)::text AS key FROM %s c WHERE %s LIMIT %d"):format(
+    table.concat(sel, ", "), c.rel, orphan, R.samples))
+  c.samples = {}
+  for _, row in ipairs(rows) do
+    local vals = decode_key(row.key)
+    local idv, refv = {}, {}
+    for i = 1, #labels do idv[i] = vals[i] end
+    for i = 1, #cols do refv[i] = vals[#labels + i] end
+    c.samples[#c.samples + 1] = { key = idv, value = refv,
+                                  text = ("%s in the row %s"):format(key_text(cols, refv), key_text(labels, idv)) }
+  end
+  c.summary = ("%d %s of \"%s\" %s no row in \"%s\"%s"):format(c.violations, plural(c.violations, "row"), e.table,
+    c.violations == 1 and "references" or "reference", e.ref_table, sample_list(c))
+  c.advice = ("delete them, set %s to NULL, or insert the missing rows into \"%s\""):format(table.concat(fk, ", "), e.ref_table)
+  return true
+end
+
+CHECKS.check = function(R, conn, c, e)
+  if not e.expr or e.expr == "" then return nil, "the CHECK expression could not be read from the statement" end
+  local where = ("(%s) IS FALSE"):format(e.expr)
+  c.expr = e.expr
+  c.sql = ("SELECT count(*) AS n FROM %s WHERE %s"):format(c.rel, where)
+  c.violations = tonumber(query(conn, c.sql)[1].n) or 0
+  if c.violations == 0 then
+    c.status, c.samples = "holds", {}
+    c.summary = ("every row of \"%s\" satisfies CHECK (%s)"):format(e.table, e.expr)
+    return true
+  end
+  c.status = "violated"
+  c.samples = sample_rows(R, conn, c, where)
+  c.summary = ("%d %s of \"%s\" %s CHECK (%s)%s"):format(c.violations, plural(c.violations, "row"), e.table,
+    c.violations == 1 and "violates" or "violate", e.expr, sample_list(c))
+  c.advice = "fix those rows (or the expression)"
+  return true
+end
+
+CHECKS.cast = function(R, conn, c, e, _, stmt)
+  local col, typ = e.name, e.set.type
+  local using = using_text(stmt.text, col)
+  local expr = using or qi(col)
+  c.columns, c.type, c.using = { col }, typ, using
+  local ids, labels = identity(conn, c.rel)
+  local body = ([[
+#variable_conflict use_column
+DECLARE _mf_v %s; _mf_r record; _mf_n bigint := 0; _mf_seen bigint := 0; _mf_s jsonb := '[]'; _mf_err text; _mf_ok boolean := true;
+BEGIN
+  BEGIN
+    FOR _mf_r IN SELECT (%s) AS x FROM %s LOOP _mf_v := _mf_r.x; END LOOP;
+  EXCEPTION WHEN data_exception THEN _mf_ok := false;
+  END;
+  IF NOT _mf_ok THEN
+    FOR _mf_r IN SELECT ctid AS tid, json_build_array(%s)::text AS k, (%s)::text AS old FROM %s LOOP
+      _mf_seen := _mf_seen + 1;
+      BEGIN
+        SELECT (%s) INTO _mf_v FROM %s WHERE ctid = _mf_r.tid;
+      EXCEPTION WHEN data_exception THEN
+        _mf_n := _mf_n + 1;
+        IF _mf_n <= %d THEN _mf_s := _mf_s || jsonb_build_array(jsonb_build_object('key', _mf_r.k, 'old', _mf_r.old, 'sqlstate', SQLSTATE, 'error', SQLERRM)); END IF;
+        IF _mf_n >= %d THEN EXIT; END IF;
+      END;
+    END LOOP;
+  END IF;
+  PERFORM set_config('migfix.datacheck', jsonb_build_object('rows', _mf_n, 'capped', _mf_n >= %d, 'samples', _mf_s)::text, true);
+END]]):format(typ, expr, c.rel, table.concat(ids, ", "), qi(col), c.rel, expr, c.rel, R.samples, M.CAST_CAP, M.CAST_CAP)
+  local tag = "$mf$"
+  while body:find(tag, 1, true) do tag = "$mf" .. tostring(math.random(1000, 9999)) .. "$" end
+  c.sql = "DO " .. tag .. body .. tag
+  local ok, err, info = conn:exec(c.sql)
+  if not ok then error({ datacheck = true, message = err, info = info or {} }, 0) end
+  local res = json.decode(query(conn, "SELECT current_setting('migfix.datacheck', true) AS r")[1].r or "{}") or {}
+  c.violations, c.capped = tonumber(res.rows) or 0, res.capped == true
+  c.samples = {}
+  for _, s in ipairs(res.samples or {}) do
+    local idv = decode_key(s.key)
+    c.samples[#c.samples + 1] = { key = idv, value = s.old, sqlstate = s.sqlstate, error = s.error,
+      text = ("%s: %s = %s (%s)"):format(key_text(labels, idv), col, value_text(s.old), tostring(s.error)) }
+  end
+  local what = using and ("USING %s"):format(using) or ("the conversion of \"%s\""):format(col)
+  if c.violations == 0 then
+    c.status = "holds"
+    c.summary = ("%s to %s succeeds for every row of \"%s\""):format(what, typ, e.table)
+    return true
+  end
+  c.status = "violated"
+  c.summary = ("%s%d %s of \"%s\" cannot be converted to %s by %s%s"):format(c.capped and "at least " or "", c.violations,
+    plural(c.violations, "row"), e.table, typ, what, sample_list(c))
+  c.advice = "fix those values (or the USING expression)"
+  return true
+end
+
+local function check_one(R, e, kind, unit, created)
+  local stmt = unit.statements[e.stmt] or {}
+  local schema = e.schema or R.schema
+  if kind == "not_null" and e.kind == "column" and e.action == "create" then kind = "new_not_null" end
+  local c = { kind = kind, statement = e.stmt, line = e.line or stmt.line, schema = schema, table = e.table,
+              name = (e.kind ~= "column") and e.name or nil, rel = qi(schema) .. "." .. qi(e.table) }
+  local cols = {}
+  for _, col in ipairs(e.columns or {}) do if type(col) == "string" then cols[#cols + 1] = col end end
+  if e.kind == "column" then cols[#cols + 1] = e.name end
+  local why = earlier_change(unit, e, cols)
+  if e.ref_table and created[(e.ref_schema or "") .. "." .. e.ref_table] then
+    why = ("\"%s\" is created by the same file"):format(e.ref_table)
+  end
+  if why then
+    c.status, c.reason = "unknown", why
+    return c
+  end
+  local t0 = os.clock()
+  local ok, done, why2 = pcall(in_readonly, R, function(conn)
+    return CHECKS[kind](R, conn, c, e, R.flags[e.stmt] or {}, stmt)
+  end)
+  c.ms = math.floor((os.clock() - t0) * 1000 + 0.5)
+  if not ok then
+    c.status, c.reason, c.check_sqlstate = "unknown", failure_reason(R, done)
+  elseif not done then
+    c.status, c.reason = "unknown", tostring(why2 or "the precondition could not be derived from the statement")
+  end
+  c.rel = nil
+  return c
+end
+
+---The data evidence of one failed migration (docs/policies.md "Evidence").
+---@param conn userdata a connection (checks run in their own READ ONLY transaction; when it is inside a transaction, o.connect() gives another)
+---@param d table a diagnose record
+---@param o {schema: string, timeout_ms: integer?, samples: integer?, connect: function?}
+---@return table data
+function M.check(conn, d, o)
+  o = o or {}
+  for k in pairs(o) do
+    if not KNOWN_OPTS[k] then
+      error(("bad option \"%s\" to 'check' (expected datacheck.check(conn, d, {schema=, timeout_ms=, samples=, connect=}))"):format(tostring(k)), 2)
+    end
+  end
+  local err = d.error or {}
+  local data = { sqlstate = err.sqlstate, checks = {} }
+  if err.class ~= "data" then
+    data.status, data.reason = "not_applicable", "the recorded error is not a data error"
+    return data
+  end
+  local kind = kind_of(err.sqlstate)
+  if not kind then
+    data.status, data.reason = "unknown", ("no data check is known for SQLSTATE %s"):format(tostring(err.sqlstate))
+    return data
+  end
+  data.kind = kind
+  if not d.unit then
+    data.status, data.reason = "unknown", "no local migration.sql to derive the precondition from"
+    return data
+  end
+  local created = {}
+  for _, e in ipairs(d.unit.effects or {}) do
+    if e.kind == "table" and e.action == "create" then created[(e.schema or "") .. "." .. e.name] = true end
+  end
+  local cands = candidates(d.unit, kind, created)
+  local narrowed = false
+  -- conversion errors name the value, not the column: every ALTER ... TYPE is checked
+  if kind ~= "cast" then cands, narrowed = narrow(cands, err) end
+  if #cands == 0 then
+    data.status = "unknown"
+    data.reason = narrowed and "no statement of the file matches the object the error names"
+      or "no statement of the file is of the kind that raises this error on existing rows"
+    return data
+  end
+  if conn:info().in_transaction then
+    if not o.connect then
+      data.status, data.reason = "unknown", "the connection is inside a transaction and no other was given"
+      return data
+    end
+    conn = o.connect()
+  end
+  local R = { conn = conn, schema = o.schema or "public", timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS,
+              samples = o.samples or M.SAMPLES, flags = {} }
+  data.timeout_ms = R.timeout_ms
+  for _, e in ipairs(cands) do
+    if not R.flags[e.stmt] then R.flags[e.stmt] = tree_flags(d.unit.statements[e.stmt].text) end
+    data.checks[#data.checks + 1] = check_one(R, e, kind, d.unit, created)
+  end
+  -- one violated check is enough to refuse; all must hold to say it holds
+  local status, n = "holds", 0
+  local lines, advice, reasons = {}, {}, {}
+  for _, c in ipairs(data.checks) do
+    if c.status == "violated" then
+      status = "violated"
+      n = n + (c.violations or 0)
+      lines[#lines + 1] = c.summary
+      if c.advice then advice[#advice + 1] = c.advice end
+    elseif c.status == "unknown" and status ~= "violated" then
+      status = "unknown"
+      reasons[#reasons + 1] = ("statement %d: %s"):format(c.statement, c.reason)
+    end
+  end
+  data.status = status
+  if status == "violated" then
+    data.violations = n
+    data.summary = table.concat(lines, "; ")
+    data.advice = advice[1]
+  elseif status == "holds" then
+    data.violations = 0
+    local t = {}
+    for _, c in ipairs(data.checks) do t[#t + 1] = c.summary end
+    data.summary = table.concat(t, "; ")
+  else
+    data.reason = table.concat(reasons, "; ")
+  end
+  return data
+end
+
+--- The data evidence of a diagnosis with the project's settings: the ledger
+--- schema, the bound (timeouts.data_check, else timeouts.statement_timeout,
+--- else 30 s) and, when conn is inside a transaction, a read-only connection.
+---@param ctx table the command context
+---@return table data
+function M.evidence(ctx, conn, d)
+  local p = ctx:project()
+  local millis = require("migfix.config").millis
+  local t = p.timeouts or {}
+  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
+  return M.check(conn, d, { schema = ctx:schema(), timeout_ms = ms,
+                            connect = function() return ctx:connect { readonly = true } end })
+end
+
+return M
