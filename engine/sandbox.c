@@ -222,16 +222,21 @@ static void *guest_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > old && !s->unlimited && s->used - old + nsize > s->limit) {
         /* Lua collects everything and asks once more: only a second refusal
-         * of the same request means the guest itself holds too much */
-        if (s->refused_ptr == ptr && s->refused_size == nsize) refuse(s);
+         * of the same request means the guest itself holds too much. A
+         * request larger than the whole budget never fits; and lauxlib's
+         * buffers (string.rep, table.concat) ask once and raise an
+         * ordinary error a pcall could catch: stop at once. */
+        if ((s->refused_ptr == ptr && s->refused_size == nsize) || nsize - old > s->budget) refuse(s);
         s->refused_ptr = ptr;
         s->refused_size = nsize;
         return NULL;
     }
-    s->refused_ptr = NULL;
-    s->refused_size = 0;
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
+    if (nsize > old) { /* not a shrink the full collection does between the two tries */
+        s->refused_ptr = NULL;
+        s->refused_size = 0;
+    }
     s->used = s->used - old + nsize;
     if (s->used > s->peak) s->peak = s->used;
     return p;

@@ -85,7 +85,7 @@ T["migfix.sandbox: data crosses as copies; functions do not; shared tables stay 
   local none, msg, info = sb:call("fn")
   h.eq(none, nil) h.eq(info.kind, "data") h.contains(msg, "result 1.f: a function cannot leave the sandbox")
   none, msg = sb:call("same", { a = print })
-  h.eq(none, nil) h.contains(msg, "argument 1.a: a function cannot enter the sandbox")
+  h.eq(none, nil) h.contains(msg, "field \"a\" is a function, which cannot enter the sandbox")
   local _, wrote, err, mt, n, raw = sb:call("ro", { 10, 20, a = { v = 1 } })
   h.eq(wrote, false) h.contains(err, "the evidence is read-only") h.eq(mt, false) h.eq(n, 2) h.eq(raw, nil)
   h.eq(shared.v, 1)
@@ -99,7 +99,7 @@ T["string metatable: hidden from policies; string.dump reachable neither way"] =
   h.eq(d.actions[1].text, "false nil nil nil", "getmetatable(\"\") is false, (\"\").dump, string.dump and rawget(string, \"dump\") are nil")
   -- and calling it is an ordinary "attempt to call a nil value", at the policy's line
   local e = failure(function() policy.evaluate({ simple("sm_call", 'return ("x"):dump() ~= nil', "") }, M, ENV) end)
-  h.contains(e.message, "sm_call.lua:3:")
+  h.contains(e.message, "sm_call.lua:2:")
   h.contains(e.message, "attempt to call a nil value (method 'dump')")
 end
 
@@ -146,7 +146,7 @@ T["evidence: no metatable door, no rawset, no pairs door; a later policy sees th
     'pcall(function() m.counts.present = 0 end)',
     'pcall(function() table.insert(m.objects, { name = "Evil" }) end)',
     'pcall(function() m.objects[1].name = "Evil" end)',
-    'assert(rawset == nil and debug == nil, "no rawset, no debug")',
+    'assert(not pcall(function() return rawset end) and not pcall(function() return debug end), "no rawset, no debug")',
     'return false, "looked"',
   }, " "), "")
   local b = simple("ev_reader", "return true",
@@ -164,7 +164,7 @@ T["evidence: writes raise \"read-only\" at the policy's line, nested ones too"] 
     h.eq(e.code, ui.EXIT.USAGE, n)
   end
   local e = failure(function() policy.evaluate({ simple("ro5", 'm.verdict = "x" return true', "") }, M, ENV) end)
-  h.contains(e.message, "ro5.lua:3:")
+  h.contains(e.message, "ro5.lua:2:")
 end
 
 -- environment variables -----------------------------------------------------------------
@@ -172,7 +172,7 @@ end
 T["getenv: refused with a clear error at the policy's line (and in lint rules)"] = function()
   local e = failure(function() policy.evaluate({ simple("env_read", 'local u = os.getenv("DATABASE_URL") return u ~= nil', "") }, M, ENV) end)
   h.eq(e.code, ui.EXIT.USAGE)
-  h.contains(e.message, "env_read.lua:3:")
+  h.contains(e.message, "env_read.lua:2:")
   h.contains(e.message, "os.getenv is not available in the sandbox")
   -- other os functions: named
   e = failure(function() policy.evaluate({ simple("env_rm", 'os.remove("/tmp/x") return true', "") }, M, ENV) end)
@@ -191,7 +191,7 @@ T["deadline: pcall cannot swallow it (policy applies and decide)"] = function()
     end)
     h.eq(e.code, ui.EXIT.USAGE)
     h.contains(e.message, "ran longer than 0.5 s (deadline)")
-    h.contains(e.message, "spin_pcall.lua:3")
+    h.contains(e.message, "spin_pcall.lua:2")
     e = failure(function()
       policy.evaluate({ simple("spin_decide", "return true",
         "for i = 1, 1e12 do local ok = pcall(error, 'x') ; ok = pcall(function() for j = 1, 1e12 do end end) end") }, M, ENV)
@@ -210,7 +210,7 @@ T["deadline and finalizers: __gc cannot be set (it would run outside the deadlin
     policy.evaluate({ simple("gc", 'setmetatable({}, { __gc = function() while true do end end }) return true', "") }, M, ENV)
   end)
   h.contains(e.message, "__gc is not allowed")
-  h.contains(e.message, "gc.lua:3:")
+  h.contains(e.message, "gc.lua:2:")
 end
 
 local function rule_dir(files)
@@ -277,7 +277,7 @@ T["memory: a bomb is stopped by the allocation budget, even under pcall; the pro
   end)
   h.eq(e.code, ui.EXIT.USAGE)
   h.contains(e.message, "used more than 64 MB of memory (allocation budget)")
-  h.contains(e.message, "bomb.lua:3")
+  h.contains(e.message, "bomb.lua:2")
   -- one big string
   e = failure(function() policy.evaluate({ simple("bomb2", 'local s = ("x"):rep(1 << 30) return #s > 0', "") }, M, ENV) end)
   h.contains(e.message, "allocation budget")
