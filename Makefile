@@ -8,6 +8,8 @@
 #   make install    PREFIX=/usr/local DESTDIR= : binary, scripts, policies, docs, man page, completions
 #   make uninstall  remove what make install put there (same PREFIX and DESTDIR)
 #   make matrix     the seed and fixture states against real PostgreSQL 13-18 servers
+#   make fuzz       libFuzzer targets (ASan/UBSan, clang) over the C parsers and a Lua mutation
+#                   fuzzer over SQL files, migfix.lua, .env and URLs; FUZZ_SECONDS= per target
 
 CC      ?= cc
 PKGS    := lua5.4 libpq libcrypto libcjson icu-i18n
@@ -40,7 +42,7 @@ DOCS    := README.md $(wildcard docs/*.md)
 RUN     := MIGFIX_HOME='$(CURDIR)' $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 GEN     := $(BUILD)/man/migfix.1 $(BUILD)/completion/migfix.bash $(BUILD)/completion/_migfix
 
-.PHONY: all deps demo test bench stress asan clean unit install uninstall matrix gen FORCE
+.PHONY: all deps demo test bench stress asan clean unit install uninstall matrix gen fuzz FORCE
 
 all: deps $(BIN)
 
@@ -107,6 +109,40 @@ uninstall:
 $(BUILD)/tests/%: tests/c/%.c $(LIBOBJS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+# the fuzz targets (tests/fuzz/fuzz_*.c), each under its own entry name,
+# replayed over the seed and regression corpora by a cmocka test in make test
+FUZZ_TARGETS := url sql json migrations
+FUZZ_REPLAY_OBJS := $(patsubst %,$(BUILD)/tests/fuzz_%.o,$(FUZZ_TARGETS))
+$(BUILD)/tests/fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_lua.h $(wildcard include/*.h)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz -DFUZZ_ENTRY=fuzz_$*_entry -c -o $@ $<
+$(BUILD)/tests/test_fuzz_corpus: tests/c/test_fuzz_corpus.c $(FUZZ_REPLAY_OBJS) $(LIBOBJS)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz -o $@ $< $(FUZZ_REPLAY_OBJS) $(LIBOBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+# make fuzz: clang with libFuzzer, AddressSanitizer and UBSan (build/fuzz);
+# tests/fuzz/run seeds the corpora from tests/fixtures, runs every target for
+# FUZZ_SECONDS, writes crashes to build/fuzz/crashes/<target>/ and reports
+# the executions and crashes of each
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itests/fuzz $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LIBOBJS := $(patsubst engine/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out engine/main.c,$(SRCS)))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_BUILD)/obj/%.o: engine/%.c include/migfix.h $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_lua.h $(FUZZ_LIBOBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBOBJS) $(LDLIBS)
+
+fuzz: all
+	$(MAKE) asan
+	$(MAKE) $(FUZZ_BINS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" tests/fuzz/run
 
 unit: $(CTESTS)
 

@@ -415,6 +415,17 @@ static void push_item(lua_State *L, const cJSON *it)
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+/* A number cJSON read as infinite (1e309): JSON has no such value and
+ * encode cannot write it back, so decode refuses it (found by make fuzz). */
+static int has_infinite(const cJSON *it)
+{
+    for (; it; it = it->next) {
+        if (cJSON_IsNumber(it) && !isfinite(it->valuedouble)) return 1;
+        if (it->child && has_infinite(it->child)) return 1;
+    }
+    return 0;
+}
+
 /* json.decode(text) -> value | nil, "invalid JSON at byte N: ..." */
 static int l_decode(lua_State *L)
 {
@@ -431,6 +442,8 @@ static int l_decode(lua_State *L)
         pos = (size_t)(end - s);
         while (pos < len && is_ws(s[pos])) pos++;
         if (pos == len) {
+            if (has_infinite(t->root))
+                return mf_pushfail(L, "invalid JSON: a number out of range (magnitude above 1.8e308)");
             push_item(L, t->root);
             return 1;
         }

@@ -80,6 +80,87 @@ int mf_checksum_matches(const char *script, size_t len, const char *stored, size
     return r;
 }
 
+/* ---- file text (pure C) ----------------------------------------------- */
+
+/* The first byte of s that Prisma cannot take as it is: a NUL (PostgreSQL
+ * cannot receive it in a query; libpq would send the text before it) or
+ * the start of an ill-formed UTF-8 sequence (Unicode 3.9 D92: no overlongs,
+ * no surrogates, nothing above U+10FFFF). nul_ok: only UTF-8 counts. 0 when
+ * the text is clean; else 1 with *off the byte offset and *kind 'n' (NUL)
+ * or 'u' (UTF-8). */
+int mf_text_check(const char *s, size_t len, int nul_ok, size_t *off, char *kind)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        if (c == 0 && !nul_ok) { *off = i; *kind = 'n'; return 1; }
+        if (c < 0x80) { i++; continue; }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) { need = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { need = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else { *off = i; *kind = 'u'; return 1; }
+        for (size_t k = 1; k <= need; k++) {
+            if (i + k >= len) { *off = i; *kind = 'u'; return 1; }
+            unsigned b = p[i + k];
+            if (b < lo || b > hi) { *off = i; *kind = 'u'; return 1; }
+            lo = 0x80, hi = 0xBF;
+        }
+        i += need + 1;
+    }
+    return 0;
+}
+
+/* The text as Node's fs.readFile(path, 'utf-8') gives it to Prisma (the
+ * WHATWG UTF-8 decoder): every maximal ill-formed subpart becomes U+FFFD
+ * (EF BF BD), valid sequences are kept byte for byte. out must hold 3 * len
+ * bytes; returns the length written. */
+size_t mf_text_as_prisma_reads(const char *s, size_t len, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        if (c < 0x80) { out[n++] = (char)c; i++; continue; }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) { need = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { need = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else { out[n++] = (char)0xEF; out[n++] = (char)0xBF; out[n++] = (char)0xBD; i++; continue; }
+        size_t k = 1;
+        for (; k <= need; k++) {
+            if (i + k >= len) break;
+            unsigned b = p[i + k];
+            if (b < lo || b > hi) break;
+            lo = 0x80, hi = 0xBF;
+        }
+        if (k > need) {
+            memcpy(out + n, s + i, need + 1);
+            n += need + 1;
+            i += need + 1;
+        } else {
+            /* the lead byte and the continuation bytes that fitted: one U+FFFD;
+             * the byte that did not fit is read again as a new start */
+            out[n++] = (char)0xEF; out[n++] = (char)0xBF; out[n++] = (char)0xBD;
+            i += k;
+        }
+    }
+    return n;
+}
+
+/* 1-based line and 1-based byte column of byte offset off. */
+void mf_text_position(const char *s, size_t off, size_t *line, size_t *col)
+{
+    size_t l = 1, start = 0;
+    for (size_t i = 0; i < off; i++)
+        if (s[i] == '\n') { l++; start = i + 1; }
+    *line = l;
+    *col = off - start + 1;
+}
+
 /* ---- collation (pure C) ----------------------------------------------- */
 
 static UCollator *collator;
@@ -378,22 +459,102 @@ static int l_matches(lua_State *L)
     return 1;
 }
 
-/* migrations.read(path) -> text | nil, message, {missing = bool, errno = n} */
+/* Push the problem of a text as a table {kind, offset, line, byte, value},
+ * or nothing (returns 0) when it is clean. */
+static int push_text_problem(lua_State *L, const char *s, size_t len)
+{
+    size_t off, line, col;
+    char kind;
+    if (!mf_text_check(s, len, 0, &off, &kind)) return 0;
+    mf_text_position(s, off, &line, &col);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, kind == 'n' ? "nul" : "utf8");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, (lua_Integer)off);
+    lua_setfield(L, -2, "offset");
+    lua_pushinteger(L, (lua_Integer)line);
+    lua_setfield(L, -2, "line");
+    lua_pushinteger(L, (lua_Integer)col);
+    lua_setfield(L, -2, "byte");
+    lua_pushinteger(L, (unsigned char)s[off]);
+    lua_setfield(L, -2, "value");
+    return 1;
+}
+
+/* migrations.check(text) -> nil | {kind = "nul"|"utf8", offset, line, byte, value} */
+static int l_check(lua_State *L)
+{
+    mf_checknargs(L, 1, "migrations.check(text)");
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (!push_text_problem(L, s, len)) lua_pushnil(L);
+    return 1;
+}
+
+/* migrations.prisma_text(text) -> the text as Prisma's CLI reads it (U+FFFD
+ * for every ill-formed UTF-8 subpart) */
+static int l_prisma_text(lua_State *L)
+{
+    mf_checknargs(L, 1, "migrations.prisma_text(text)");
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    size_t off;
+    char kind;
+    /* NUL is valid UTF-8: only an ill-formed sequence changes the text */
+    if (!mf_text_check(s, len, 1, &off, &kind)) { lua_settop(L, 1); return 1; }
+    if (len > ((size_t)-1) / 3) return luaL_error(L, "text too large");
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len * 3 + 1);
+    size_t n = mf_text_as_prisma_reads(s, len, out);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+/* migrations.read(path) -> text
+ *   | nil, message, {missing = bool, errno = n}
+ *   | nil, "PATH:LINE:BYTE: ...", {kind = "nul"|"utf8", offset, line, byte, value, text}
+ * A file with a NUL byte or invalid UTF-8 is refused (Prisma cannot run it
+ * as it is); info.text holds its bytes for a caller that only reports. */
 static int l_read(lua_State *L)
 {
     mf_checknargs(L, 1, "migrations.read(path)");
     const char *path = luaL_checkstring(L, 1);
     int err = readfile(L, path);
     if (err) return pushfail_errno(L, err, "could not read migration file \"%s\": %s", path);
-    return 1;
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    int text = lua_gettop(L);
+    if (!push_text_problem(L, s, len)) { lua_settop(L, text); return 1; }
+    int info = lua_gettop(L);
+    lua_pushvalue(L, text);
+    lua_setfield(L, info, "text");
+    lua_getfield(L, info, "line");
+    lua_Integer line = lua_tointeger(L, -1);
+    lua_getfield(L, info, "byte");
+    lua_Integer col = lua_tointeger(L, -1);
+    lua_getfield(L, info, "value");
+    int value = (int)lua_tointeger(L, -1);
+    lua_settop(L, info);
+    lua_pushnil(L);
+    if (value == 0)
+        lua_pushfstring(L, "%s:%I:%I: a NUL byte (0x00)", path, line, col);
+    else {
+        char hex[8];
+        snprintf(hex, sizeof hex, "0x%02X", value);
+        lua_pushfstring(L, "%s:%I:%I: invalid UTF-8 (byte %s)", path, line, col, hex);
+    }
+    lua_pushvalue(L, info);
+    return 3;
 }
 
 static const luaL_Reg lib[] = {
+    {"check", l_check},
     {"checksum", l_checksum},
     {"compare", l_compare},
     {"list", l_list},
     {"lock_provider", l_lock_provider},
     {"matches", l_matches},
+    {"prisma_text", l_prisma_text},
     {"read", l_read},
     {NULL, NULL}
 };

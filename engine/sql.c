@@ -6,6 +6,7 @@
  *   sql.split(text)        -> { {text=, offset=, length=, line=, end_line=}, ... } | nil, message, err
  *   sql.span(text, location, length) -> {text=, offset=, length=, line=, end_line=} | nil
  *   sql.fingerprint(text)  -> hex | nil, message, err
+ *   sql.parse_plpgsql(text) -> { {PLpgSQL_function = {...}}, ... } | nil, message, err
  *
  * err = { message =, cursorpos =, line =, column = } (line and column 1-based,
  * column counted in characters; both nil when the server gave no position).
@@ -24,12 +25,13 @@
 
 #define RESULT_MT "migfix.sql.result"
 
-enum rkind { R_NONE, R_PARSE, R_SPLIT, R_FINGERPRINT };
+enum rkind { R_NONE, R_PARSE, R_PLPGSQL, R_SPLIT, R_FINGERPRINT };
 
 typedef struct {
     enum rkind kind;
     union {
         PgQueryParseResult parse;
+        PgQueryPlpgsqlParseResult plpgsql;
         PgQuerySplitResult split;
         PgQueryFingerprintResult fingerprint;
     } u;
@@ -42,6 +44,7 @@ static void result_free(Result *r)
     r->kind = R_NONE; /* clear first: freeing twice is harmless */
     switch (k) {
     case R_PARSE: pg_query_free_parse_result(r->u.parse); break;
+    case R_PLPGSQL: pg_query_free_plpgsql_parse_result(r->u.plpgsql); break;
     case R_SPLIT: pg_query_free_split_result(r->u.split); break;
     case R_FINGERPRINT: pg_query_free_fingerprint_result(r->u.fingerprint); break;
     case R_NONE: break;
@@ -316,6 +319,32 @@ static int l_parse(lua_State *L)
     return 1;
 }
 
+/* sql.parse_plpgsql(text) -> list of PL/pgSQL function trees | nil, message, err
+ * text is a CREATE FUNCTION statement in LANGUAGE plpgsql; the body is
+ * compiled by PL/pgSQL's own parser (no catalog access: types stay names). */
+static int l_parse_plpgsql(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    mf_checknargs(L, 1, "sql.parse_plpgsql(text)");
+    Result *r = result_new(L);
+    r->u.plpgsql = pg_query_parse_plpgsql(text);
+    r->kind = R_PLPGSQL;
+    if (r->u.plpgsql.error) {
+        int n = push_error(L, text, len, r->u.plpgsql.error);
+        result_free(r);
+        return n;
+    }
+    r->json = cJSON_Parse(r->u.plpgsql.plpgsql_funcs ? r->u.plpgsql.plpgsql_funcs : "[]");
+    if (!r->json) {
+        result_free(r);
+        return luaL_error(L, "cannot decode the PL/pgSQL tree (nested too deeply?)");
+    }
+    push_json(L, r->json);
+    result_free(r);
+    return 1;
+}
+
 /* sql.split(text) -> list of {text, offset, length, line, end_line} */
 static int l_split(lua_State *L)
 {
@@ -360,6 +389,7 @@ static int l_span(lua_State *L)
 static const luaL_Reg lib[] = {
     {"fingerprint", l_fingerprint},
     {"parse", l_parse},
+    {"parse_plpgsql", l_parse_plpgsql},
     {"span", l_span},
     {"split", l_split},
     {NULL, NULL}

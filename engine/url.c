@@ -16,9 +16,11 @@ static const char *const prisma_only[] = {
 };
 
 /* libpq parameters passed through. Those that would point libpq somewhere
- * Prisma does not go (user, password, dbname, port, hostaddr, service,
- * passfile, replication) or that migfix sets itself (client_encoding) are
- * not here: Prisma ignores them, so they are ignored. */
+ * Prisma does not go (user, password, dbname, hostaddr, service, passfile,
+ * replication) or that migfix sets itself (client_encoding) are not here:
+ * Prisma ignores them, so they are ignored. `port` is read into u->port
+ * (the socket of ?host=/dir is <dir>/.s.PGSQL.<port>, and Prisma's driver,
+ * node-postgres, takes ?port= too). */
 static const char *const libpq_kept[] = {
     "host", "sslmode", "sslcert", "sslkey", "sslrootcert", "sslpassword", "sslcrl",
     "sslcrldir", "sslsni", "sslcompression", "ssl_min_protocol_version",
@@ -39,6 +41,18 @@ static int is_secret_key(const char *k, size_t n)
 {
     return (n == 8 && strncasecmp(k, "password", 8) == 0)
         || (n == 11 && strncasecmp(k, "sslpassword", 11) == 0);
+}
+
+/* A port number 1..65535 from s[0..n); -1 when it is not one. */
+static long parse_port(const char *s, size_t n)
+{
+    long v = 0;
+    if (n == 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]) || v > 65535) return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= 1 && v <= 65535 ? v : -1;
 }
 
 static int hexval(int c)
@@ -307,11 +321,20 @@ int mf_url_parse(const char *url, struct mf_url *u, char *err, size_t errlen)
                 DECODE(key, q, (size_t)(ke - q), 1, "name of a query parameter");
                 DECODE(val, eq ? eq + 1 : qe, eq ? (size_t)(qe - eq - 1) : 0, 1, "value of a query parameter");
                 if (strcmp(key, "schema") == 0) {
+                    if (!*val) {
+                        seterr(err, errlen, "?schema= is empty (give the schema of the ledger, e.g. ?schema=public, "
+                                            "or leave the parameter out)");
+                        goto fail;
+                    }
                     free(u->schema);
                     u->schema = val;
                     val = NULL;
                     u->schema_given = 1;
                     if (add_name(&u->stripped, &u->nstripped, key)) OOM();
+                } else if (strcmp(key, "port") == 0) {
+                    long v = parse_port(val, strlen(val));
+                    if (v < 0) { seterr(err, errlen, "?port= is not a port number (1 to 65535)"); goto fail; }
+                    u->port = (int)v;
                 } else if (in_list(key, prisma_only)) {
                     if (add_name(&u->stripped, &u->nstripped, key)) OOM();
                 } else if (in_list(key, libpq_kept)) {

@@ -28,4 +28,17 @@ int mf_checksum_legacy(const char *script, size_t len, char out[MF_CHECKSUM_HEX_
  * allocation or OpenSSL failure. */
 int mf_checksum_matches(const char *script, size_t len, const char *stored, size_t stored_len);
 
+/* ---- the text of migration.sql (engine/migrations.c) ---- */
+
+/* The first byte Prisma cannot take as it is: a NUL (unless nul_ok) or the
+ * start of an ill-formed UTF-8 sequence. 0 when clean; else 1, *off its
+ * byte offset, *kind 'n' (NUL) or 'u' (UTF-8). */
+int mf_text_check(const char *s, size_t len, int nul_ok, size_t *off, char *kind);
+/* The text as Node's fs.readFile(path, 'utf-8') reads it (WHATWG decoder:
+ * U+FFFD per maximal ill-formed subpart). out holds 3 * len bytes; returns
+ * the length written. */
+size_t mf_text_as_prisma_reads(const char *s, size_t len, char *out);
+/* 1-based line and byte column of byte offset off of s. */
+void mf_text_position(const char *s, size_t off, size_t *line, size_t *col);
+
 #endif

@@ -3,7 +3,8 @@
 -- file again, under one lock — but only when the rerun can succeed: the
 -- file was fixed since the failure, the error was transient, or it was a
 -- data error whose precondition holds now (m.data: the failing statement's
--- check counted on the rows finds no violation, e.g. the duplicates are gone).
+-- check counted on the rows finds no violation, e.g. the duplicates are gone)
+-- — and never over an INVALID index the migration left (a rerun would skip it).
 local policy = {
   name = "rollback-and-redeploy",
   description = "verdict absent and (file changed, transient error, or the data now fits): back up, mark rolled back, redeploy, check",
@@ -26,8 +27,42 @@ function policy.applies(m)
   return true
 end
 
+-- INVALID indexes the migration left (an interrupted CREATE INDEX / REINDEX
+-- CONCURRENTLY): a rerun with IF NOT EXISTS skips them and leaves them INVALID
+local function invalid_indexes(m)
+  if m.invalid_indexes then return m.invalid_indexes end
+  local out = {}
+  for _, o in ipairs(m.objects or {}) do
+    for _, d in ipairs(o.kind == "index" and o.diffs or {}) do
+      if d.field == "valid" and d.found == false then out[#out + 1] = o end
+    end
+  end
+  return out
+end
+
+local function qname(ix)
+  local function q(s) return '"' .. (tostring(s):gsub('"', '""')) .. '"' end
+  return ix.schema and (q(ix.schema) .. "." .. q(ix.name)) or q(ix.name)
+end
+
 function policy.decide(m, plan)
   local e = m.error or {}
+  local invalid = invalid_indexes(m)
+  if #invalid > 0 then
+    local names, drops, objects = {}, {}, {}
+    for _, ix in ipairs(invalid) do
+      names[#names + 1] = qname(ix)
+      drops[#drops + 1] = "DROP INDEX CONCURRENTLY IF EXISTS " .. qname(ix) .. ";"
+      objects[#objects + 1] = { kind = "index", schema = ix.schema, name = ix.name, table = ix.table, state = "invalid" }
+    end
+    plan:refuse(("INVALID index(es) %s left by an interrupted concurrent build: a redeploy would skip them " ..
+      "(IF NOT EXISTS) or fail on them"):format(table.concat(names, ", ")), {
+      hint = "drop them first, each statement on its own (not in a transaction): " .. table.concat(drops, " ") ..
+        " then run migfix again",
+      objects = objects,
+    })
+    return
+  end
   if m.file.changed_since_failure then
     plan:note("migration.sql changed since the failed attempt: deploying the new version")
   elseif e.class == "transient" then

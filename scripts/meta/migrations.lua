@@ -20,11 +20,36 @@ local migrations = {}
 ---@overload fun(dir: string): nil, string, migfix.migrations.FailInfo
 function migrations.list(dir) end
 
----The file's bytes as they are (BOM and CRLF kept).
+---@class migfix.migrations.TextProblem
+---@field kind "nul"|"utf8" a NUL byte, or the start of an ill-formed UTF-8 sequence
+---@field offset integer 0-based byte offset
+---@field line integer 1-based
+---@field byte integer 1-based byte column in the line
+---@field value integer the byte
+---@field text string? (read only) the file's bytes
+
+---The file's bytes as they are (BOM and CRLF kept). A file with a NUL byte
+---or invalid UTF-8 is refused: nil, "PATH:LINE:BYTE: a NUL byte (0x00)" or
+---"PATH:LINE:BYTE: invalid UTF-8 (byte 0xE9)", and the problem with the bytes in info.text.
 ---@param path string
 ---@return string text
 ---@overload fun(path: string): nil, string, migfix.migrations.FailInfo -- could not read migration file "PATH": reason
+---@overload fun(path: string): nil, string, migfix.migrations.TextProblem
 function migrations.read(path) end
+
+---The first byte Prisma cannot run as it is: a NUL byte or the start of an
+---ill-formed UTF-8 sequence (Unicode D92: no overlongs, surrogates or values past U+10FFFF).
+---@param text string
+---@return migfix.migrations.TextProblem|nil
+function migrations.check(text) end
+
+---The text as Prisma's CLI reads migration.sql (Node's fs.readFile(path, 'utf-8'),
+---the WHATWG decoder): each maximal ill-formed UTF-8 subpart becomes U+FFFD; the
+---text itself when it is valid UTF-8. Prisma's checksum of such a file is
+---checksum(prisma_text(bytes)).
+---@param text string
+---@return string
+function migrations.prisma_text(text) end
 
 ---Prisma's checksum: lowercase zero-padded hex SHA-256 of the bytes.
 ---@param text string

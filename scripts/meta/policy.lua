@@ -46,13 +46,13 @@
 ---@field summary string
 ---@field file EvidenceFile
 ---@field error EvidenceError
----@field execution {all_or_nothing: boolean, unit: string, tx_control: table[], non_transactional: table[]}
+---@field execution {all_or_nothing: boolean, unit: string, tx_control: table[], non_transactional: table[], engine?: "adapter", reason?: string}
 ---@field counts {present: integer, missing: integer, different: integer, absent: integer, still_present: integer, unverifiable: integer}
 ---@field objects EvidenceObject[]
 ---@field statements {index: integer, line: integer, text: string, kind: string, tx_control: boolean, non_transactional: boolean, unverifiable: boolean}[]
 ---@field likely_failed_statement? {index?: integer, line?: integer, text?: string, reason: string}
 ---@field inconsistent? string
----@field invalid_indexes? {schema: string, name: string, table: string}[] INVALID indexes the migration creates
+---@field invalid_indexes {schema: string, name: string, table?: string}[] INVALID indexes the migration left (interrupted CREATE INDEX / REINDEX CONCURRENTLY)
 ---@field in_progress? {pid: integer, application_name: string, since: string} another session holds Prisma's lock: a deploy still running
 ---@field lint? {available: boolean, findings: table[], errors: integer, split: table} for a policy with needs = { "lint" }
 ---@field data? {status: "holds"|"violated"|"unknown"|"not_applicable", sqlstate: string?, kind: string?, violations: integer?, summary: string?, advice: string?, reason: string?, checks: table[]} for a policy with needs = { "data" } (docs/policies.md "Data evidence")

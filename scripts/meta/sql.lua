@@ -24,6 +24,20 @@ local sql = {}
 ---@return migfix.sql.Error? err
 function sql.parse(text) end
 
+---Parse a CREATE FUNCTION ... LANGUAGE plpgsql statement with PL/pgSQL's own
+---parser (pg_query_parse_plpgsql): one tree per function, in the same
+---table shape as `parse`. Statement nodes are named PLpgSQL_stmt_* (e.g.
+---`PLpgSQL_stmt_execsql = { lineno =, sqlstmt = { PLpgSQL_expr = { query = "ALTER TABLE ..." } } }`,
+---`PLpgSQL_stmt_dynexecute` for EXECUTE); `lineno` is 1-based within the body,
+---line 1 being the line where the body string starts. Embedded SQL is text:
+---parse it again with `parse`. A DO block is parsed by wrapping its body
+---in a CREATE FUNCTION.
+---@param text string
+---@return table[]|nil funcs { { PLpgSQL_function = { datums =, action = { PLpgSQL_stmt_block = {...} } } } }
+---@return string? message on a syntax error (position relative to text)
+---@return migfix.sql.Error? err
+function sql.parse_plpgsql(text) end
+
 ---Split text into statements with the parser (comments, strings and
 ---dollar quotes holding ';' are safe).
 ---@param text string

@@ -610,6 +610,42 @@ function M.list(dir)
   return out, problems
 end
 
+--- Archives and manifests of dir that have no partner: a .dump no manifest
+--- names (kind "no_manifest": it cannot be verified, and prune never
+--- touches it) and a manifest whose archive is gone (kind "no_dump").
+---@param dir string
+---@param manifests table? from M.list(dir) (read again when nil)
+---@return table orphans list of {path, kind, error}, sorted by path
+function M.orphans(dir, manifests)
+  local out = {}
+  if not is_dir(dir) then return out end
+  manifests = manifests or M.list(dir)
+  local named = {}
+  for _, m in ipairs(manifests) do
+    named[m.file] = true
+    if not file_size(m.path) then
+      out[#out + 1] = { path = m.manifest_path, kind = "no_dump",
+                        error = ("backup manifest \"%s\" has no archive: \"%s\" is missing"):format(m.manifest_path, m.path) }
+    end
+  end
+  local ok, files = pcall(dirent.dir, dir)
+  if ok and type(files) == "table" then
+    for _, f in ipairs(files) do
+      if f:match("%.dump$") and f:sub(1, 1) ~= "." and not named[f] then
+        local path = dir .. "/" .. f
+        local mpath = path .. ".json"
+        -- an unreadable manifest is reported by M.list already
+        if not file_size(mpath) then
+          out[#out + 1] = { path = path, kind = "no_manifest",
+                            error = ("backup file \"%s\" has no manifest (%s.json): it cannot be verified or restored with migfix"):format(path, f) }
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b) return a.path < b.path end)
+  return out
+end
+
 --- Check an archive against its manifest: present, same size, same SHA-256,
 --- and readable by pg_restore --list.
 ---@param target string|table archive path, manifest path or a loaded manifest

@@ -2,6 +2,9 @@
 --- set of schemas, in the shape described in docs/effects.md ("Catalog
 --- snapshot"). The server builds one JSON document (json_build_object /
 --- json_agg over pg_catalog); `from_document` turns it into keyed maps.
+--- `relations` (every relkind) and `type_names` (every typtype) are the two
+--- namespaces verify resolves a name in, so "not found" means "not there";
+--- names compare as `name`, and the query runs with JIT off (`snapshot`).
 ---
 --- Locks: pg_total_relation_size and the deparse functions (pg_get_expr,
 --- pg_get_indexdef, pg_get_constraintdef) open the relation with ACCESS SHARE,
@@ -36,7 +39,7 @@ end
 local QUERY = [[
 WITH ns AS (
   SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n
-  WHERE n.nspname = ANY (%s::text[])
+  WHERE n.nspname = ANY (%s::name[])
 ),
 xlocked AS (
   SELECT DISTINCT l.relation FROM pg_catalog.pg_locks l
@@ -55,6 +58,7 @@ SELECT pg_catalog.json_build_object(
   'server_version', pg_catalog.current_setting('server_version_num')::int,
   'database', pg_catalog.current_database(),
   'requested', pg_catalog.to_json(%s::text[]),
+  'names', pg_catalog.to_json(@NAMES@::text[]),
   'schemas', (SELECT coalesce(pg_catalog.json_agg(ns.nspname ORDER BY ns.nspname), '[]') FROM ns),
   'extensions', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'name', e.extname, 'version', e.extversion, 'schema', en.nspname) ORDER BY e.extname), '[]')
@@ -77,6 +81,19 @@ SELECT pg_catalog.json_build_object(
             LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
             WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
       ) ORDER BY r.nspname, r.relname), '[]') FROM rels r),
+  'relations', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
+        'schema', n.nspname, 'name', c.relname, 'kind', c.relkind, 'persistence', c.relpersistence,
+        'comment', pg_catalog.obj_description(c.oid, 'pg_class')
+      ) ORDER BY n.nspname, c.relname), '[]')
+      FROM pg_catalog.pg_class c JOIN ns n ON n.oid = c.relnamespace
+      WHERE @NAMES@ IS NULL OR c.relname = ANY (@NAMES@)),
+  'type_names', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
+        'schema', n.nspname, 'name', t.typname, 'typtype', t.typtype, 'relkind', tr.relkind,
+        'comment', pg_catalog.obj_description(t.oid, 'pg_type')
+      ) ORDER BY n.nspname, t.typname), '[]')
+      FROM pg_catalog.pg_type t JOIN ns n ON n.oid = t.typnamespace
+      LEFT JOIN pg_catalog.pg_class tr ON tr.oid = t.typrelid
+      WHERE @NAMES@ IS NULL OR t.typname = ANY (@NAMES@)),
   'indexes', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', ic.relname, 'table', tc.relname, 'oid', ic.oid::int8,
         'locked', (i.indrelid IN (SELECT relation FROM xlocked) OR i.indexrelid IN (SELECT relation FROM xlocked)),
@@ -101,7 +118,7 @@ SELECT pg_catalog.json_build_object(
       JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid
       JOIN ns n ON n.oid = ic.relnamespace
       JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-      WHERE @NAMES@ IS NULL OR tc.relname = ANY (@NAMES@) OR ic.relname = ANY (@NAMES@)),
+      WHERE @NAMES@ IS NULL OR tc.relname = ANY (@NAMES@) OR ic.relname = ANY (@NAMES@) OR NOT i.indisvalid),
   'constraints', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'table', tc.relname, 'name', co.conname, 'contype', co.contype,
         'columns', (SELECT coalesce(pg_catalog.json_agg(a.attname ORDER BY k.ord), '[]')
@@ -116,6 +133,7 @@ SELECT pg_catalog.json_build_object(
         'validated', co.convalidated,
         'locked', (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)),
         'index', ixc.relname,
+        'comment', pg_catalog.obj_description(co.oid, 'pg_constraint'),
         'expr', CASE WHEN co.contype = 'c' AND NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END
       ) ORDER BY n.nspname, tc.relname, co.conname), '[]')
       FROM pg_catalog.pg_constraint co
@@ -151,13 +169,17 @@ SELECT pg_catalog.json_build_object(
         'identity_args', pg_catalog.pg_get_function_identity_arguments(p.oid),
         'args', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.format_type(t.typ, NULL) ORDER BY t.ord), '[]')
             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS t(typ, ord)),
-        'result', pg_catalog.pg_get_function_result(p.oid)
+        'result', pg_catalog.pg_get_function_result(p.oid),
+        'language', l.lanname, 'body', p.prosrc,
+        'comment', pg_catalog.obj_description(p.oid, 'pg_proc')
       ) ORDER BY n.nspname, p.proname, p.oid), '[]')
       FROM pg_catalog.pg_proc p JOIN ns n ON n.oid = p.pronamespace
+      JOIN pg_catalog.pg_language l ON l.oid = p.prolang
       WHERE @NAMES@ IS NULL OR p.proname = ANY (@NAMES@)),
   'triggers', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'table', c.relname, 'name', tg.tgname, 'enabled', tg.tgenabled,
-        'function', pn.nspname || '.' || p.proname
+        'function', pn.nspname || '.' || p.proname,
+        'comment', pg_catalog.obj_description(tg.oid, 'pg_trigger')
       ) ORDER BY n.nspname, c.relname, tg.tgname), '[]')
       FROM pg_catalog.pg_trigger tg
       JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
@@ -201,6 +223,32 @@ SELECT pg_catalog.json_build_object(
         FROM pg_catalog.pg_description d
         JOIN pg_catalog.pg_type t ON d.classoid = 'pg_catalog.pg_type'::regclass AND t.oid = d.objoid
         JOIN ns n ON n.oid = t.typnamespace
+      UNION ALL
+      SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'index' END, n.nspname, NULL, c.relname, d.description
+        FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND c.oid = d.objoid
+        JOIN ns n ON n.oid = c.relnamespace
+        WHERE d.objsubid = 0 AND c.relkind IN ('i', 'I', 'S')
+      UNION ALL
+      SELECT 'constraint', n.nspname, c.relname, co.conname, d.description
+        FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_constraint co ON d.classoid = 'pg_catalog.pg_constraint'::regclass AND co.oid = d.objoid
+        JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+        JOIN ns n ON n.oid = c.relnamespace
+      UNION ALL
+      SELECT 'trigger', n.nspname, c.relname, tg.tgname, d.description
+        FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_trigger tg ON d.classoid = 'pg_catalog.pg_trigger'::regclass AND tg.oid = d.objoid
+        JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+        JOIN ns n ON n.oid = c.relnamespace
+      UNION ALL
+      SELECT 'schema', NULL, NULL, n.nspname, d.description
+        FROM pg_catalog.pg_description d
+        JOIN ns n ON d.classoid = 'pg_catalog.pg_namespace'::regclass AND n.oid = d.objoid
+      UNION ALL
+      SELECT 'extension', NULL, NULL, e.extname, d.description
+        FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_extension e ON d.classoid = 'pg_catalog.pg_extension'::regclass AND e.oid = d.objoid
     ) x)
 )::text AS snapshot]]
 
@@ -216,11 +264,11 @@ function M.query_text(schemas, names)
   local lits = {}
   for i, s in ipairs(schemas) do lits[i] = quote_literal(s) end
   local arr = "ARRAY[" .. table.concat(lits, ", ") .. "]"
-  local names_arr = "NULL::text[]"
+  local names_arr = "NULL::name[]"
   if names then
     local nl = {}
     for _, n in ipairs(names) do nl[#nl + 1] = quote_literal(n) end
-    names_arr = #nl > 0 and ("ARRAY[" .. table.concat(nl, ", ") .. "]::text[]") or "ARRAY[]::text[]"
+    names_arr = #nl > 0 and ("ARRAY[" .. table.concat(nl, ", ") .. "]::name[]") or "ARRAY[]::name[]"
   end
   local q = QUERY:gsub("%%s", function() return arr end)
   return (q:gsub("@NAMES@", function() return names_arr end))
@@ -260,8 +308,15 @@ function M.from_document(doc, null)
     tables = {}, views = {}, matviews = {}, foreign_tables = {},
     indexes = {}, constraints = {}, enums = {}, sequences = {},
     functions = {}, triggers = {}, types = {},
-    comments = { table = {}, column = {}, type = {} },
+    relations = {}, type_names = {},
+    names = nil,                    -- set of the object names asked for (nil: every name)
+    comments = { table = {}, column = {}, type = {}, index = {}, sequence = {}, view = {}, matview = {},
+                 constraint = {}, trigger = {}, schema = {}, extension = {} },
   }
+  if type(doc.names) == "table" then
+    snap.names = {}
+    for _, n in ipairs(doc.names) do snap.names[n] = true end
+  end
   for _, s in ipairs(list(doc.schemas)) do snap.schemas[s] = true end
   for _, s in ipairs(list(doc.requested)) do snap.requested[s] = true end
   for _, e in ipairs(list(doc.extensions)) do
@@ -280,6 +335,12 @@ function M.from_document(doc, null)
     elseif t.kind == "m" then snap.matviews[key] = t
     elseif t.kind == "f" then snap.foreign_tables[key] = t end
     if t.locked then t.bytes_skipped = "locked" end
+  end
+  for _, r in ipairs(list(doc.relations)) do
+    snap.relations[r.schema .. "." .. r.name] = r
+  end
+  for _, t in ipairs(list(doc.type_names)) do
+    snap.type_names[t.schema .. "." .. t.name] = t
   end
   for _, i in ipairs(list(doc.indexes)) do
     i.columns = list(i.columns); i.include = list(i.include)
@@ -314,9 +375,15 @@ function M.from_document(doc, null)
     snap.types[t.schema .. "." .. t.name] = t
   end
   for _, c in ipairs(list(doc.comments)) do
-    local key = c.schema .. "." .. (c.table and (c.table .. ".") or "") .. c.name
+    local key = (c.schema and (c.schema .. ".") or "") .. (c.table and (c.table .. ".") or "") .. c.name
     local bucket = snap.comments[c.on]
     if bucket then bucket[key] = c.text end
+    -- views and materialized views are in the "table" bucket too (pg_class)
+    if c.on == "table" then
+      local r = snap.relations[key]
+      local by_kind = r and ({ v = "view", m = "matview" })[r.kind]
+      if by_kind then snap.comments[by_kind][key] = c.text end
+    end
   end
   return snap
 end
@@ -333,7 +400,17 @@ function M.snapshot(conn, schemas, names)
     error("bad argument #1 to 'snapshot' (expected a connection, e.g. snapshot(conn, {\"public\"}))", 2)
   end
   schemas = check_schemas(schemas, "snapshot")
+  -- JIT off for this query: on a big catalog its cost crosses jit_above_cost,
+  -- and compiling takes longer than running it. SET LOCAL needs a
+  -- transaction: a read-only one of our own when the connection is idle
+  -- (inside a caller's transaction the query runs as it is).
+  local tx = conn.begin and select(2, pcall(conn.begin, conn, { readonly = true }))
+  if type(tx) ~= "userdata" and type(tx) ~= "table" then tx = nil end
+  if tx and not conn:exec("SET LOCAL jit = off") then tx:rollback(); tx = nil end
   local rows, cols_or_err, info = conn:query(M.query_text(schemas, names))
+  if tx then
+    if rows then tx:commit() else tx:rollback() end
+  end
   if not rows then
     return nil, "could not read the catalog: " .. tostring(cols_or_err), info
   end

@@ -262,12 +262,39 @@ function Ctx:migrations()
 end
 
 
+--- A migration.sql Prisma cannot run as it is (a NUL byte, invalid UTF-8):
+--- the usage error every command but status gives (exit 2, file:line:byte).
+---@param err string "PATH:LINE:BYTE: ..." from migrations.read
+---@param info table {kind = "nul"|"utf8", line, byte, offset, value}
+function M.bad_file(err, info)
+  if info.kind == "nul" then
+    ui.fail { message = err .. ": migfix does not read or run this file",
+              detail = "PostgreSQL cannot take a NUL byte in a query: Prisma's deploy fails on this file " ..
+                       "(\"invalid message format\"), and libpq would send only the text before it",
+              hint = "remove the NUL byte (e.g. tr -d '\\000'); the file must be plain UTF-8 text", code = ui.EXIT.USAGE }
+  end
+  ui.fail { message = err .. ": migfix does not read or run this file",
+            detail = "Prisma reads migration.sql as UTF-8 and replaces every invalid sequence with U+FFFD: what it runs, " ..
+                     "and the checksum it records, are not this file's bytes",
+            hint = "save the file as UTF-8 (iconv -f LATIN1 -t UTF-8); for a migration already applied, replacing the " ..
+                   "invalid bytes with U+FFFD (the text Prisma read) keeps the checksum Prisma recorded",
+            code = ui.EXIT.USAGE }
+end
+
 --- Local migrations with their text and checksum, the ledger, and Prisma's
---- classification of both. Unreadable migration.sql files are errors.
-function Ctx:state(conn)
+--- classification of both. Unreadable migration.sql files are errors, and
+--- so are files Prisma cannot run as they are (a NUL byte, invalid UTF-8:
+--- exit 2 naming file:line:byte) — unless opts.report_files (status): then
+--- they are listed in st.file_problems and checksummed as Prisma reads them
+--- (every invalid sequence as U+FFFD).
+---@param conn userdata
+---@param opts {report_files: boolean?}?
+function Ctx:state(conn, opts)
+  opts = opts or {}
   local mig = require "migfix.migrations"
   local ledger = require "migfix.ledger"
   local list = self:migrations()
+  local file_problems = {}
   for _, m in ipairs(list) do
     if not m.has_sql then
       -- a migration.sql that exists but cannot be read is an error, not "no file"
@@ -280,12 +307,23 @@ function Ctx:state(conn)
       end
     end
     if m.has_sql and not m.text then
-      local text, err = mig.read(m.sql_path)
-      if not text then
+      local text, err, info = mig.read(m.sql_path)
+      if not text and info and info.kind then
+        m.invalid = { kind = info.kind, line = info.line, byte = info.byte, offset = info.offset, value = info.value, message = err }
+        m.text = info.text
+        m.prisma_text = mig.prisma_text(info.text)
+        m.checksum = mig.checksum(m.prisma_text)
+      elseif not text then
         ui.fail { message = err, hint = "restore the file or fix its permissions (Prisma fails on it with P3015)", code = ui.EXIT.USAGE }
+      else
+        m.text = text
+        m.checksum = mig.checksum(text)
       end
-      m.text = text
-      m.checksum = mig.checksum(text)
+    end
+    if m.invalid then
+      if not opts.report_files then M.bad_file(m.invalid.message, m.invalid) end
+      file_problems[#file_problems + 1] = { name = m.name, path = m.sql_path, kind = m.invalid.kind, line = m.invalid.line,
+                                            byte = m.invalid.byte, message = m.invalid.message }
     end
   end
   local schema = self:schema()
@@ -296,6 +334,7 @@ function Ctx:state(conn)
   local st = ledger.classify(list, l)
   st.locals = list
   st.ledger = l
+  st.file_problems = file_problems
   return st
 end
 

@@ -39,9 +39,12 @@ function M.run(ctx, opts)
   lw.with_lock(conn, actions.lock_ms(R), function()
     lw.ensure_table(conn, R.schema)
     local st = R:refresh()
+    ledger.refuse_if_bad(st)
     if st.deploy.refuses then p3009(st) end
     result.pending = st.deploy.pending or {}
     if #result.pending == 0 then return end
+    -- every pending file parses before anything is written (an unterminated statement: exit 2, file:line)
+    for _, name in ipairs(result.pending) do local l = st.by_name[name]["local"]; if l.has_sql then require("migfix.diagnose").analyze(l.sql_path, l.text) end end
     if opts.confirm then opts.confirm(result.pending) end
     if p.env.lint_before_deploy then
       local known = {}

@@ -16,7 +16,7 @@ local M = {}
 function M.analyze(path, text)
   local unit, err = effects.analyze(text, path)
   if not unit then
-    ui.fail { message = ("%s:%s: %s"):format(path, err.line or "?", err.message),
+    ui.fail { message = ("%s:%s:%s: %s"):format(path, err.line or "?", err.column or "?", err.message),
               detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query 15)",
               hint = "fix the statement at that line; Prisma would fail on it too", code = ui.EXIT.USAGE }
   end
@@ -25,8 +25,10 @@ end
 
 --- How the file executes under Prisma: one implicit transaction (native
 --- engine, unit "file") unless it has its own transaction control or
---- statements that cannot run in a transaction block.
-function M.execution(unit, server_version, unit_mode)
+--- statements that cannot run in a transaction block. `engine` is what the
+--- failed row's logs show (errclass.engine): the driver-adapter / wasm
+--- engine sends the file statement by statement, whatever the configuration.
+function M.execution(unit, server_version, unit_mode, engine)
   local ex = { tx_control = {}, non_transactional = {} }
   for _, s in ipairs(unit.statements) do
     if s.tx_control then table.insert(ex.tx_control, { index = s.index, line = s.line }) end
@@ -35,6 +37,15 @@ function M.execution(unit, server_version, unit_mode)
     end
   end
   ex.unit = unit_mode or "file"
+  if engine == "adapter" then
+    ex.unit = "statement"
+    ex.engine = "adapter"
+    ex.reason = "the failed row's logs are the driver-adapter (wasm) engine's (\"external connector error\"): " ..
+      "it sends migration.sql statement by statement, each committing on its own, so the statements before " ..
+      "the failing one stay applied"
+  elseif ex.unit == "statement" then
+    ex.reason = "unit = \"statement\" in the configuration: each statement commits on its own"
+  end
   ex.all_or_nothing = ex.unit == "file" and #ex.tx_control == 0 and #ex.non_transactional == 0
   return ex
 end
@@ -45,7 +56,39 @@ local function last_failed_row(e)
   return f
 end
 
---- Diagnose the named migrations (default: every failed one).
+local function err_text(e)
+  if ui.is_error(e) then return e.message .. (e.detail and (": " .. e.detail) or "") end
+  return tostring(e)
+end
+
+--- One migration's diagnosis from its unit and the snapshot.
+local function diagnose_one(ctx, d, e, unit, snap, schema, server_version)
+  local loc = e["local"]
+  local logs = d.row and not ledger.null(d.row.logs) and d.row.logs or nil
+  if d.row then d.error = errclass.parse(logs, d.row.logs_bytes) end
+  d.execution = M.execution(unit, server_version, ctx:project().unit, errclass.engine(logs))
+  local ev = verify.compare(unit, snap, schema, { unit = d.execution.unit, server_version = server_version })
+  d.unit = unit
+  d.evidence = ev
+  d.verdict = ev.verdict
+  d.summary = ev.summary
+  d.likely_failed_statement = verify.likely_failed_statement(unit, ev)
+  d.file = { path = loc.sql_path, checksum = loc.checksum }
+  if d.row and not ledger.null(d.row.checksum) then  -- a NULL checksum is a ledger problem (status)
+    d.file.failed_checksum = d.row.checksum
+    d.file.changed_since_failure = not mig.matches(loc.text, d.row.checksum)
+  end
+  if d.execution.all_or_nothing and d.verdict == "partial" then
+    d.inconsistent = "the file runs as one transaction, so PostgreSQL applies all of it or none: "
+      .. "a partial state means something else changed the schema (a hand fix, another deploy, or drift)"
+  elseif d.verdict == "partial" and d.execution.engine == "adapter" then
+    d.partial_expected = "expected with this engine: the statements before the failing one committed on their own"
+  end
+end
+
+--- Diagnose the named migrations (default: every failed one). An internal
+--- error while diagnosing one migration makes its verdict `unverifiable`
+--- (with the error in `internal_error`); the others are still diagnosed.
 ---@return table list of diagnoses
 function M.run(ctx, conn, st, names)
   local targets = {}
@@ -65,27 +108,33 @@ function M.run(ctx, conn, st, names)
 
   local schema = st.schema
   local server_version = conn:server_version()
-  local units, schemas, seen = {}, { schema }, { [schema] = true }
+  local units, failures = {}, {}
+  local schemas, seen = { schema }, { [schema] = true }
   -- only the objects the migrations name (and what hangs off their tables):
   -- the snapshot stays small on a schema of thousands of tables
-  local names, named = {}, {}
+  local names_list, named = {}, {}
   for i, e in ipairs(targets) do
     local loc = e["local"]
     if loc and loc.has_sql then
-      units[i] = M.analyze(loc.sql_path, loc.text)
-      for _, ef in ipairs(units[i].effects) do
-        for _, f in ipairs({ "schema", "ref_schema" }) do
-          local s = ef[f]
-          if type(s) == "string" and not seen[s] then seen[s] = true; schemas[#schemas + 1] = s end
-        end
-        for _, f in ipairs({ "name", "new_name", "table", "ref_table", "enum" }) do
-          local n = ef[f]
-          if type(n) == "string" and not named[n] then named[n] = true; names[#names + 1] = n end
-        end
+      local ok, unit = pcall(M.analyze, loc.sql_path, loc.text)
+      if not ok then
+        if ui.is_error(unit) then error(unit, 0) end -- a file that does not parse: a usage error
+        failures[i] = unit
+      else
+        units[i] = unit
+        local ok2, err = pcall(function()
+          for _, s in ipairs(verify.schemas(unit, schema)) do
+            if not seen[s] then seen[s] = true; schemas[#schemas + 1] = s end
+          end
+          for _, n in ipairs(verify.names(unit)) do
+            if not named[n] then named[n] = true; names_list[#names_list + 1] = n end
+          end
+        end)
+        if not ok2 then failures[i], units[i] = err, nil end
       end
     end
   end
-  local snap, serr = catalog.snapshot(conn, schemas, names)
+  local snap, serr = catalog.snapshot(conn, schemas, names_list)
   if not snap then
     ui.fail { message = "could not read the catalog: " .. tostring(serr), code = ui.EXIT.FAILURE }
   end
@@ -101,26 +150,23 @@ function M.run(ctx, conn, st, names)
       d.verdict = "unverifiable"
       d.summary = ("no migration.sql in %s"):format(loc.path)
     else
-      local unit = units[i]
-      local ev = verify.compare(unit, snap, schema)
-      d.unit = unit
-      d.evidence = ev
-      d.verdict = ev.verdict
-      d.summary = ev.summary
-      d.execution = M.execution(unit, server_version, ctx:project().unit)
-      d.likely_failed_statement = verify.likely_failed_statement(unit, ev)
-      d.file = { path = loc.sql_path, checksum = loc.checksum }
-      if d.row then
-        d.file.failed_checksum = d.row.checksum
-        d.file.changed_since_failure = not mig.matches(loc.text, d.row.checksum)
-      end
-      if d.execution.all_or_nothing and d.verdict == "partial" then
-        d.inconsistent = "the file runs as one transaction, so PostgreSQL applies all of it or none: "
-          .. "a partial state means something else changed the schema (a hand fix, another deploy, or drift)"
+      local ok, err = true, failures[i]
+      if not err then ok, err = pcall(diagnose_one, ctx, d, e, units[i], snap, schema, server_version) end
+      if not ok or failures[i] then
+        -- one migration's internal error does not hide the others
+        local msg = err_text(err)
+        d.verdict = "unverifiable"
+        d.summary = "migfix could not diagnose this migration (internal error): " .. msg
+        d.internal_error = msg
+        d.evidence, d.likely_failed_statement, d.inconsistent, d.partial_expected = nil, nil, nil, nil
+        d.file = d.file or { path = loc.sql_path, checksum = loc.checksum }
+        if d.row then
+          d.error = d.error or errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil, d.row.logs_bytes)
+        end
       end
     end
-    if d.row then
-      d.error = errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil)
+    if d.row and not d.error then
+      d.error = errclass.parse(not ledger.null(d.row.logs) and d.row.logs or nil, d.row.logs_bytes)
     end
     out[#out + 1] = d
   end

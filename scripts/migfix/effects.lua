@@ -348,9 +348,75 @@ local function line_of(ctx, loc)
   return math.max(lo, ctx.stmt.line)
 end
 
+--- Every (kind, action) an effect record can have: emit() refuses any
+--- other, so a new kind cannot appear without being declared here, and
+--- tests/lua/test_evidence.lua proves each has a positive catalog check in
+--- migfix.verify (or that verify reports it unverifiable).
+M.EMITS = {
+  schema = { "create", "drop", "rename" },
+  table = { "create", "alter", "drop", "rename" },
+  column = { "create", "alter", "drop", "rename" },
+  index = { "create", "drop", "rename" },
+  constraint = { "create", "alter", "drop", "rename" },
+  enum = { "create", "alter", "drop", "rename" },
+  enum_value = { "create", "rename" },
+  sequence = { "create", "alter", "drop", "rename" },
+  view = { "create", "alter", "drop", "rename" },
+  matview = { "create", "alter", "drop", "rename" },
+  ["function"] = { "create", "alter", "drop", "rename" },
+  trigger = { "create", "drop", "rename" },
+  extension = { "create", "alter", "drop" },
+  comment = { "create", "drop" },
+  type = { "create", "alter", "drop", "rename" },
+  data = { "unverifiable" },
+  ["do"] = { "unverifiable" },
+  other = { "unverifiable" },
+}
+local EMITS = {}
+for k, actions in pairs(M.EMITS) do
+  EMITS[k] = {}
+  for _, a in ipairs(actions) do EMITS[k][a] = true end
+end
+
+-- Temporary relations live in the session's pg_temp schema and are gone
+-- when it ends (ON COMMIT DROP: at commit): an unqualified name that this
+-- file created TEMP refers to it, as pg_temp comes first in search_path.
+local function is_temp(ctx, e)
+  if e.temp ~= nil then return e.temp end
+  if e.schema ~= nil and e.schema ~= "pg_temp" then return false end
+  if e.schema == "pg_temp" then return true end
+  if e.table and e.kind ~= "table" and ctx.temps[e.table] then return true end
+  if (e.kind == "table" or e.kind == "data") and ctx.temps[e.name or e.table] then return true end
+  if e.kind == "index" and ctx.temp_indexes[e.name] then return true end
+  return false
+end
+
 local function emit(ctx, e, loc)
+  local kinds = EMITS[e.kind]
+  if not kinds or not kinds[e.action] then
+    error(("effects: undeclared effect (%s, %s): add it to effects.EMITS and give it a catalog check in migfix.verify")
+      :format(tostring(e.kind), tostring(e.action)), 2)
+  end
   e.stmt = ctx.stmt.index
-  e.line = line_of(ctx, loc)
+  local nested = ctx.nested
+  if nested then
+    -- a statement inside a DO block: its line in the file, and how it runs
+    e.line = nested.line
+    e.in_do = true
+    if nested.conditional then e.conditional = nested.conditional end
+    if nested.guard then
+      -- an existence guard makes its creates IF NOT EXISTS; anything else it holds may not run
+      if e.action == "create" then e.if_not_exists = true; e.guarded = nested.guard
+      elseif e.action ~= "unverifiable" then e.conditional = e.conditional or nested.guard end
+    end
+    if nested.guard_drop then
+      if e.action == "drop" then e.if_exists = true; e.guarded = nested.guard_drop
+      elseif e.action ~= "unverifiable" then e.conditional = e.conditional or nested.guard_drop end
+    end
+  else
+    e.line = line_of(ctx, loc)
+  end
+  if is_temp(ctx, e) then e.temp = true end
   if e.action == "unverifiable" then ctx.stmt.unverifiable = true end
   insert(ctx.effects, e)
   return e
@@ -517,11 +583,24 @@ H.CreateSchemaStmt = function(ctx, n)
   ctx.schema_default = saved
 end
 
+-- A CREATE [TEMP] TABLE's relation: temporary or not, remembered for the
+-- statements after it.
+local function created_relation(ctx, rv)
+  local schema, name = rangevar(ctx, rv)
+  local temp = rv.relpersistence == "t" or schema == "pg_temp"
+  if temp then ctx.temps[name] = true elseif schema == nil and ctx.temps[name] then
+    ctx.temps[name] = nil
+    temp = false -- a permanent table of the name the temp one had: not temp (emit must not guess)
+  end
+  return schema, name, temp
+end
+
 H.CreateStmt = function(ctx, n)
-  local schema, name = rangevar(ctx, n.relation)
+  local schema, name, temp = created_relation(ctx, n.relation)
   ctx.taken[name] = true
   local t = { action = "create", kind = "table", schema = schema, name = name, columns = {},
-              partitioned = n.partspec ~= nil, if_not_exists = n.if_not_exists == true }
+              partitioned = n.partspec ~= nil, if_not_exists = n.if_not_exists == true, temp = temp or nil }
+  if temp and n.oncommit == "ONCOMMIT_DROP" then t.on_commit_drop = true end
   if n.inhRelations or n.ofTypename or n.partbound then t.columns_complete = false end
   if n.partbound and n.inhRelations and n.inhRelations[1] then
     local rv = n.inhRelations[1].RangeVar
@@ -734,6 +813,7 @@ H.IndexStmt = function(ctx, n)
       n.primary and "pkey" or ((n.unique or n.isconstraint) and "key" or "idx"))
   end
   emit(ctx, e, n.relation.location)
+  if e.temp then ctx.temp_indexes[e.name] = true end
 end
 
 H.CreateEnumStmt = function(ctx, n)
@@ -784,6 +864,14 @@ local function func_args(params, procedure)
   return args
 end
 
+-- argument types of an ObjectWithArgs (nil when the statement gives none)
+local function object_args(owa)
+  if not owa or owa.args_unspecified then return nil end
+  local args = {}
+  for _, a in ipairs(owa.objargs or {}) do args[#args + 1] = type_name(a.TypeName) end
+  return args
+end
+
 local DROPKIND = {
   OBJECT_TABLE = "table", OBJECT_FOREIGN_TABLE = "table", OBJECT_VIEW = "view",
   OBJECT_MATVIEW = "matview", OBJECT_INDEX = "index", OBJECT_SEQUENCE = "sequence",
@@ -809,10 +897,7 @@ H.DropStmt = function(ctx, n)
       e.schema, e.name = qualified(strings(owa.objname))
       e.schema = e.schema or ctx.schema_default
       e.procedure = n.removeType == "OBJECT_PROCEDURE"
-      if not owa.args_unspecified then
-        e.args = {}
-        for _, a in ipairs(owa.objargs or {}) do e.args[#e.args + 1] = type_name(a.TypeName) end
-      end
+      e.args = object_args(owa)
     else
       local parts = strings(obj.List and obj.List.items or {})
       if kind == "trigger" then
@@ -825,6 +910,8 @@ H.DropStmt = function(ctx, n)
       if kind == "index" then e.concurrently = n.concurrent == true end
     end
     emit(ctx, e)
+    if e.temp and kind == "table" then ctx.temps[e.name] = nil end
+    if e.temp and kind == "index" then ctx.temp_indexes[e.name] = nil end
   end
 end
 
@@ -850,6 +937,7 @@ H.RenameStmt = function(ctx, n)
     e.kind = "function"
     e.schema, e.name = qualified(strings(owa.objname))
     e.schema = e.schema or ctx.schema_default
+    e.args = object_args(owa)
   else
     return unverifiable(ctx, "other", { node = "RenameStmt" })
   end
@@ -870,6 +958,7 @@ H.AlterObjectSchemaStmt = function(ctx, n)
     e.kind = "function"
     e.schema, e.name = qualified(strings(n.object.ObjectWithArgs.objname))
     e.schema = e.schema or ctx.schema_default
+    e.args = object_args(n.object.ObjectWithArgs)
   elseif ot == "OBJECT_EXTENSION" then
     e.kind, e.name = "extension", sval(n.object)
   else
@@ -878,16 +967,32 @@ H.AlterObjectSchemaStmt = function(ctx, n)
   emit(ctx, e)
 end
 
+-- OWNED BY t.c (a table and column; "none" for OWNED BY NONE)
+local function owned_by(d)
+  local items = strings(d.arg and d.arg.List and d.arg.List.items or {})
+  if #items == 1 and items[1] == "none" then return { none = true } end
+  if #items >= 2 then return { table = items[#items - 1], column = items[#items] } end
+  return nil
+end
+
 H.CreateSeqStmt = function(ctx, n)
   local schema, name = rangevar(ctx, n.sequence)
-  emit(ctx, { action = "create", kind = "sequence", schema = schema, name = name,
-              if_not_exists = n.if_not_exists == true })
+  local e = { action = "create", kind = "sequence", schema = schema, name = name,
+              if_not_exists = n.if_not_exists == true }
+  for _, w in ipairs(n.options or {}) do
+    if w.DefElem and w.DefElem.defname == "owned_by" then e.owned_by = owned_by(w.DefElem) end
+  end
+  emit(ctx, e)
 end
 
 H.AlterSeqStmt = function(ctx, n)
   local schema, name = rangevar(ctx, n.sequence)
   local set = {}
-  for _, w in ipairs(n.options or {}) do set[w.DefElem.defname] = true end
+  for _, w in ipairs(n.options or {}) do
+    local d = w.DefElem
+    set[d.defname] = true
+    if d.defname == "owned_by" then set.owned_by = owned_by(d) or true end
+  end
   emit(ctx, { action = "alter", kind = "sequence", schema = schema, name = name, set = set,
               if_exists = n.missing_ok == true })
 end
@@ -898,10 +1003,11 @@ H.ViewStmt = function(ctx, n)
 end
 
 H.CreateTableAsStmt = function(ctx, n)
-  local schema, name = rangevar(ctx, n.into.rel)
+  local schema, name, temp = created_relation(ctx, n.into.rel)
   local kind = n.objtype == "OBJECT_MATVIEW" and "matview" or "table"
   local e = { action = "create", kind = kind, schema = schema, name = name,
-              if_not_exists = n.if_not_exists == true }
+              if_not_exists = n.if_not_exists == true, temp = temp or nil }
+  if temp and n.into.onCommit == "ONCOMMIT_DROP" then e.on_commit_drop = true end
   if kind == "table" then e.columns_complete = false; e.columns = {}; e.partitioned = false end
   emit(ctx, e)
 end
@@ -909,8 +1015,18 @@ end
 H.CreateFunctionStmt = function(ctx, n)
   local schema, name = qualified(strings(n.funcname))
   local proc = n.is_procedure == true
-  emit(ctx, { action = "create", kind = "function", schema = schema or ctx.schema_default, name = name,
-              args = func_args(n.parameters, proc), procedure = proc, or_replace = n.replace == true })
+  local e = { action = "create", kind = "function", schema = schema or ctx.schema_default, name = name,
+              args = func_args(n.parameters, proc), procedure = proc, or_replace = n.replace == true }
+  for _, w in ipairs(n.options or {}) do
+    local d = w.DefElem
+    if d and d.defname == "language" then e.language = sval(d.arg) end
+    if d and d.defname == "as" then
+      local items = d.arg and d.arg.List and d.arg.List.items
+      -- AS 'body' (prosrc); AS 'file', 'symbol' (C) has no comparable body
+      if items and #items == 1 then e.body = sval(items[1]) end
+    end
+  end
+  emit(ctx, e)
 end
 
 H.CreateTrigStmt = function(ctx, n)
@@ -946,6 +1062,17 @@ local COMMENTKIND = {
   OBJECT_TABCONSTRAINT = "constraint", OBJECT_TRIGGER = "trigger",
 }
 
+--- The object kinds a `comment` effect can be `on` (an enum is "enum" when
+--- the file shows it is one, else "type").
+M.COMMENT_ON = { "enum" }
+do
+  local seen = { enum = true }
+  for _, v in pairs(COMMENTKIND) do
+    if not seen[v] then seen[v] = true; M.COMMENT_ON[#M.COMMENT_ON + 1] = v end
+  end
+  table.sort(M.COMMENT_ON)
+end
+
 H.CommentStmt = function(ctx, n)
   local on = COMMENTKIND[n.objtype]
   if not on then return unverifiable(ctx, "other", { node = "CommentStmt" }) end
@@ -957,8 +1084,10 @@ H.CommentStmt = function(ctx, n)
     e.schema, e.name = typename_parts(ctx, obj.TypeName)
     e.on = type_kind(ctx, e.schema, e.name)
   elseif on == "function" then
-    e.schema, e.name = qualified(strings(obj.ObjectWithArgs.objname))
+    local owa = obj.ObjectWithArgs
+    e.schema, e.name = qualified(strings(owa.objname))
     e.schema = e.schema or ctx.schema_default
+    e.args = object_args(owa)
   else
     local parts = strings(obj.List and obj.List.items or {})
     if on == "column" or on == "constraint" or on == "trigger" then
@@ -972,10 +1101,34 @@ H.CommentStmt = function(ctx, n)
   emit(ctx, e)
 end
 
-local function data(ctx, n, rv)
-  local extra = { node = ctx.stmt.kind }
+local function data(ctx, n, rv, node)
+  local extra = { node = node or ctx.stmt.kind }
   if rv then extra.schema, extra.table = rangevar(ctx, rv) end
   unverifiable(ctx, "data", extra)
+end
+
+-- SELECT ... INTO [TEMP] t creates a table (as CREATE TABLE AS does); a
+-- WITH of INSERT/UPDATE/DELETE changes data; any other SELECT is unverifiable
+H.SelectStmt = function(ctx, n)
+  local seen = false
+  if n.intoClause and n.intoClause.rel then
+    local schema, name, temp = created_relation(ctx, n.intoClause.rel)
+    local e = { action = "create", kind = "table", schema = schema, name = name, columns = {},
+                columns_complete = false, partitioned = false, temp = temp or nil }
+    if temp and n.intoClause.onCommit == "ONCOMMIT_DROP" then e.on_commit_drop = true end
+    emit(ctx, e, n.intoClause.rel.location)
+    seen = true
+  end
+  for _, w in ipairs(n.withClause and n.withClause.ctes or {}) do
+    local q = w.CommonTableExpr and w.CommonTableExpr.ctequery
+    local k, v
+    if q then k, v = node_of(q) end
+    if k == "InsertStmt" or k == "UpdateStmt" or k == "DeleteStmt" or k == "MergeStmt" then
+      data(ctx, v, v.relation, k)
+      seen = true
+    end
+  end
+  if not seen then unverifiable(ctx, "other", { node = "SelectStmt" }) end
 end
 
 H.InsertStmt = function(ctx, n) data(ctx, n, n.relation) end
@@ -987,7 +1140,169 @@ H.TruncateStmt = function(ctx, n)
   local r = n.relations and n.relations[1]
   data(ctx, n, r and r.RangeVar)
 end
-H.DoStmt = function(ctx) unverifiable(ctx, "do", { node = "DoStmt" }) end
+---------------------------------------------------------------------------
+-- DO blocks: PL/pgSQL's own parser (sql.parse_plpgsql) reads the body; each
+-- static SQL statement in it is parsed again and gives its effects, marked
+-- in_do, and `conditional` (a reason) when an IF, CASE, loop or exception
+-- handler decides whether it runs. Under an existence guard
+-- (IF NOT EXISTS (SELECT ... FROM pg_.../information_schema...) THEN, or a
+-- one-statement block whose handler only catches duplicate_*), creates are
+-- IF NOT EXISTS creates. EXECUTE, PERFORM, CALL stay unverifiable.
+---------------------------------------------------------------------------
+
+local DUPLICATE = { duplicate_object = true, duplicate_table = true, duplicate_column = true,
+                    duplicate_schema = true, duplicate_function = true }
+local UNDEFINED = { undefined_object = true, undefined_table = true, undefined_column = true,
+                    undefined_function = true }
+local PL_QUIET = { PLpgSQL_stmt_assign = true, PLpgSQL_stmt_raise = true, PLpgSQL_stmt_return = true,
+                   PLpgSQL_stmt_exit = true, PLpgSQL_stmt_getdiag = true, PLpgSQL_stmt_assert = true,
+                   PLpgSQL_stmt_open = true, PLpgSQL_stmt_fetch = true, PLpgSQL_stmt_close = true,
+                   PLpgSQL_stmt_return_next = true }
+local PL_LOOPS = { PLpgSQL_stmt_loop = "LOOP", PLpgSQL_stmt_while = "WHILE", PLpgSQL_stmt_fori = "FOR",
+                   PLpgSQL_stmt_fors = "FOR ... IN query", PLpgSQL_stmt_forc = "FOR ... IN cursor",
+                   PLpgSQL_stmt_foreach_a = "FOREACH", PLpgSQL_stmt_dynfors = "FOR ... IN EXECUTE" }
+
+local pl_stmts
+
+local function pl_query(x) return type(x) == "table" and x.PLpgSQL_expr and x.PLpgSQL_expr.query or nil end
+
+local function with(st, k, v)
+  local o = {}
+  for a, b in pairs(st) do o[a] = b end
+  if o[k] == nil then o[k] = v end
+  return o
+end
+
+-- IF NOT EXISTS (SELECT ... FROM pg_catalog/information_schema ...)
+local function existence_guard(cond)
+  local c = (cond or ""):lower()
+  return c:find("^%s*not%s+exists%s*%(") ~= nil and (c:find("pg_", 1, true) or c:find("information_schema", 1, true)) ~= nil
+end
+
+local function nested_unverifiable(ctx, line, st, reason)
+  local saved = ctx.nested
+  ctx.nested = { line = line, conditional = st.conditional }
+  unverifiable(ctx, "do", { node = "DoStmt", reason = reason })
+  ctx.nested = saved
+end
+
+-- One static SQL statement of the body, at file line `line`.
+local function pl_sql(ctx, q, line, st)
+  local tree, msg = sql.parse(q)
+  if not tree then
+    return nested_unverifiable(ctx, line, st, ("the statement at line %d inside DO does not parse on its own (%s)"):format(line, msg))
+  end
+  local outer = ctx.stmt
+  local saved = ctx.nested
+  ctx.nested = { line = line, conditional = st.conditional, guard = st.guard, guard_drop = st.guard_drop }
+  for _, raw in ipairs(tree.stmts or {}) do
+    local kind, node = node_of(raw.stmt)
+    ctx.stmt = setmetatable({ src = q, text = q }, {
+      __index = function(t, k)
+        if k == "toks" then
+          local toks = lex(q, 1, #q)
+          rawset(t, "toks", toks)
+          return toks
+        end
+        return outer[k]
+      end,
+      __newindex = function(_, k, v) outer[k] = v end,
+    })
+    local h = H[kind]
+    if kind == "TransactionStmt" then
+      unverifiable(ctx, "do", { node = "DoStmt", reason = ("transaction control at line %d inside DO"):format(line) })
+    elseif h then h(ctx, node) else unverifiable(ctx, "other", { node = kind }) end
+  end
+  ctx.stmt, ctx.nested = outer, saved
+end
+
+local function pl_stmt(ctx, w, base, st)
+  local k, v = node_of(w)
+  local line = base + (v.lineno or 1) - 1
+  if k == "PLpgSQL_stmt_block" then
+    local exc = v.exceptions and v.exceptions.PLpgSQL_exception_block
+    if not exc then return pl_stmts(ctx, v.body, base, st) end
+    local dup, undef = true, true
+    for _, x in ipairs(exc.exc_list or {}) do
+      local e = x.PLpgSQL_exception or {}
+      for _, c in ipairs(e.conditions or {}) do
+        local name = c.PLpgSQL_condition and c.PLpgSQL_condition.condname
+        if not DUPLICATE[name] then dup = false end
+        if not UNDEFINED[name] then undef = false end
+      end
+    end
+    local inner
+    if #(v.body or {}) == 1 and dup then inner = with(st, "guard", ("EXCEPTION WHEN duplicate_... at line %d"):format(line))
+    elseif #(v.body or {}) == 1 and undef then inner = with(st, "guard_drop", ("EXCEPTION WHEN undefined_... at line %d"):format(line))
+    else inner = with(st, "conditional", ("a block with an EXCEPTION handler (line %d) rolls back when it catches an error"):format(line)) end
+    pl_stmts(ctx, v.body, base, inner)
+    for _, x in ipairs(exc.exc_list or {}) do
+      local e = x.PLpgSQL_exception or {}
+      pl_stmts(ctx, e.action, base, with(st, "conditional", ("an EXCEPTION handler (line %d) runs only on an error"):format(line)))
+    end
+  elseif k == "PLpgSQL_stmt_if" then
+    local cond = pl_query(v.cond)
+    local then_st
+    if existence_guard(cond) then then_st = with(st, "guard", ("IF %s (line %d)"):format(cond, line))
+    else then_st = with(st, "conditional", ("under IF %s (line %d)"):format(cond or "?", line)) end
+    pl_stmts(ctx, v.then_body, base, then_st)
+    for _, x in ipairs(v.elsif_list or {}) do
+      local e = x.PLpgSQL_if_elsif or {}
+      pl_stmts(ctx, e.stmts, base, with(st, "conditional", ("under ELSIF %s (line %d)"):format(pl_query(e.cond) or "?", line)))
+    end
+    pl_stmts(ctx, v.else_body, base, with(st, "conditional", ("under the ELSE of IF %s (line %d)"):format(cond or "?", line)))
+  elseif k == "PLpgSQL_stmt_case" then
+    local c = with(st, "conditional", ("under CASE (line %d)"):format(line))
+    for _, x in ipairs(v.case_when_list or {}) do pl_stmts(ctx, (x.PLpgSQL_case_when or {}).stmts, base, c) end
+    pl_stmts(ctx, v.else_stmts, base, c)
+  elseif PL_LOOPS[k] then
+    if k == "PLpgSQL_stmt_dynfors" then
+      nested_unverifiable(ctx, line, st, ("dynamic SQL (FOR ... IN EXECUTE at line %d) inside DO: the statement is built when it runs"):format(line))
+    end
+    pl_stmts(ctx, v.body, base, with(st, "conditional", ("inside a %s loop (line %d) that may run any number of times"):format(PL_LOOPS[k], line)))
+  elseif k == "PLpgSQL_stmt_execsql" then
+    pl_sql(ctx, pl_query(v.sqlstmt) or "", line, st)
+  elseif k == "PLpgSQL_stmt_dynexecute" then
+    nested_unverifiable(ctx, line, st, ("dynamic SQL (EXECUTE at line %d) inside DO: the statement is built when it runs"):format(line))
+  elseif k == "PLpgSQL_stmt_perform" or k == "PLpgSQL_stmt_call" or k == "PLpgSQL_stmt_return_query" then
+    nested_unverifiable(ctx, line, st, ("%s at line %d inside DO: what it changes cannot be seen in the catalog"):format(
+      k == "PLpgSQL_stmt_call" and "CALL" or (k == "PLpgSQL_stmt_perform" and "PERFORM" or "RETURN QUERY"), line))
+  elseif k == "PLpgSQL_stmt_commit" or k == "PLpgSQL_stmt_rollback" then
+    nested_unverifiable(ctx, line, st, ("%s at line %d inside DO ends the transaction mid-block"):format(
+      k == "PLpgSQL_stmt_commit" and "COMMIT" or "ROLLBACK", line))
+  elseif not PL_QUIET[k] then
+    nested_unverifiable(ctx, line, st, ("%s at line %d inside DO is not modelled"):format(k, line))
+  end
+end
+
+pl_stmts = function(ctx, list, base, st)
+  for _, w in ipairs(list or {}) do pl_stmt(ctx, w, base, st) end
+end
+
+H.DoStmt = function(ctx, n)
+  local body, lang, loc
+  for _, w in ipairs(n.args or {}) do
+    local d = w.DefElem or {}
+    if d.defname == "as" then body, loc = sval(d.arg), d.location
+    elseif d.defname == "language" then lang = sval(d.arg) end
+  end
+  lang = lang or "plpgsql"
+  if lang ~= "plpgsql" or type(body) ~= "string" then
+    return unverifiable(ctx, "do", { node = "DoStmt", reason = ("a DO block in LANGUAGE %s: its body is not read"):format(lang) })
+  end
+  -- PL/pgSQL's parser reads function bodies: wrap the block in one
+  local tag, k = "$migfix$", 0
+  while body:find(tag, 1, true) do k = k + 1; tag = "$migfix" .. k .. "$" end
+  local funcs, msg = sql.parse_plpgsql("CREATE FUNCTION migfix_do() RETURNS void LANGUAGE plpgsql AS " .. tag .. body .. tag)
+  local fn = funcs and funcs[1] and funcs[1].PLpgSQL_function
+  if not fn then
+    return unverifiable(ctx, "do", { node = "DoStmt",
+      reason = ("the DO block's PL/pgSQL could not be read without the database (%s)"):format(tostring(msg)) })
+  end
+  -- body line 1 is the line of the string that holds it
+  local base = line_of(ctx, loc)
+  pl_stmt(ctx, fn.action, base, {})
+end
 
 local TX = {
   TRANS_STMT_BEGIN = true, TRANS_STMT_START = true, TRANS_STMT_COMMIT = true,
@@ -1017,7 +1332,13 @@ H.ReindexStmt = function(ctx, n)
       if not off then nontx(ctx, "REINDEX CONCURRENTLY") end
     end
   end
-  unverifiable(ctx, "other", { node = "ReindexStmt" })
+  local target
+  if n.relation and (n.kind == "REINDEX_OBJECT_INDEX" or n.kind == "REINDEX_OBJECT_TABLE") then
+    local schema, name = rangevar(ctx, n.relation)
+    target = { kind = n.kind == "REINDEX_OBJECT_INDEX" and "index" or "table", schema = schema, name = name,
+               concurrently = ctx.stmt.non_transactional == true }
+  end
+  unverifiable(ctx, "other", { node = "ReindexStmt", reindex = target })
 end
 
 ---------------------------------------------------------------------------
@@ -1060,7 +1381,8 @@ function M.analyze(text, file)
   end
   local unit = { file = file, statements = {}, effects = {},
                  flags = { tx_control = false, non_transactional = false } }
-  local ctx = { effects = unit.effects, taken = {}, enums = {}, line_starts = line_starts(text) }
+  local ctx = { effects = unit.effects, taken = {}, enums = {}, temps = {}, temp_indexes = {},
+                line_starts = line_starts(text) }
   local before_pg, always = nil, false
   for _, raw in ipairs(tree.stmts or {}) do
     local span = sql.span(text, raw.stmt_location or 0, raw.stmt_len or 0)

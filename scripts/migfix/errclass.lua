@@ -3,6 +3,7 @@
 ---
 --- parse(logs) -> { sqlstate, message, class, detail, hint, object, object_kind,
 ---                  relation, source, no_logs, inferred }
+--- engine(logs) -> "adapter" | "native" | nil
 ---
 --- Forms understood:
 ---  * native P3018 text: "Database error code: 23505\n\nDatabase error:\nERROR: ...\nDETAIL: ...",
@@ -21,6 +22,12 @@
 ---    well have committed: only the catalog can tell (prisma/prisma#12999).
 -- @module migfix.errclass
 local M = {}
+
+--- Only the head of `logs` is read (the P3018 text puts the error first):
+--- parse is linear and bounded whatever the size of the column.
+M.MAX_TEXT = 16384
+--- The message (the first line of the error) is cut to this many bytes.
+M.MAX_MESSAGE = 1024
 
 M.NO_LOGS_MESSAGE = "no logs: the process was killed or lost its connection before recording the error"
 
@@ -166,7 +173,18 @@ local function is_null(v)
   return true
 end
 
-local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+-- linear (a gsub of "%s+$" is quadratic in a long run of spaces)
+local function trim(s)
+  local i = s:find("%S")
+  if not i then return "" end
+  local j = #s
+  while j > i do
+    local b = s:byte(j)
+    if b ~= 32 and (b < 9 or b > 13) then break end
+    j = j - 1
+  end
+  return s:sub(i, j)
+end
 
 local function valid_code(c)
   return type(c) == "string" and #c == 5 and c:match("^[0-9A-Z]+$") ~= nil and c:match("%d") ~= nil
@@ -194,10 +212,48 @@ local function find_object(message)
   return best, best_kind, relation
 end
 
----Parse the `logs` column of a failed `_prisma_migrations` row.
+---Which Prisma engine wrote the failed row's `logs`: "adapter" for the
+---driver-adapter / wasm schema engine (its text starts with `external
+---connector error`; it sends migration.sql statement by statement, each
+---committing on its own), "native" for the native engine's P3018 form, nil
+---when the logs do not say (NULL, empty, or another text).
+---@param logs string|nil|any the column value
+---@return "adapter"|"native"|nil
+function M.engine(logs)
+  if is_null(logs) then return nil end
+  local text = strip_ansi(#logs > M.MAX_TEXT and logs:sub(1, M.MAX_TEXT) or logs):gsub("^%s+", "")
+  if text:find("^external connector error") then return "adapter" end
+  if text:find("Database error code:", 1, true) or text:find("^A migration failed to apply") then return "native" end
+  return nil
+end
+
+
+local function cut(s, n)
+  if not s or #s <= n then return s end
+  -- on a UTF-8 boundary
+  local i = n
+  while i > 0 and (s:byte(i + 1) or 0) >= 0x80 and (s:byte(i + 1) or 0) < 0xC0 do i = i - 1 end
+  return s:sub(1, i) .. "…"
+end
+
+---Parse the `logs` column of a failed `_prisma_migrations` row. Only the
+---first M.MAX_TEXT bytes are read; logs_bytes (the column's size, when the
+---caller read only an excerpt of it) and truncated say how much there was.
 ---@param logs string|nil|any the column value (nil or db.NULL when NULL)
----@return table { sqlstate, message, class, detail, hint, object, object_kind, relation, source, no_logs, inferred }
-function M.parse(logs)
+---@param total_bytes integer? octet_length of the whole column (default #logs)
+---@return table { sqlstate, message, class, detail, hint, object, object_kind, relation, source, no_logs, inferred,
+---               logs_bytes, truncated }
+function M.parse(logs, total_bytes)
+  local r = M.parse_text(logs)
+  if type(logs) == "string" then
+    r.logs_bytes = math.tointeger(tonumber(total_bytes)) or #logs
+    r.truncated = r.logs_bytes > M.MAX_TEXT or nil
+  end
+  return r
+end
+
+function M.parse_text(logs)
+  if not is_null(logs) and #logs > M.MAX_TEXT then logs = logs:sub(1, M.MAX_TEXT) end
   if is_null(logs) or trim(logs) == "" then
     return {
       sqlstate = nil, class = "transient", message = M.NO_LOGS_MESSAGE, no_logs = true, source = "none",
@@ -242,7 +298,10 @@ function M.parse(logs)
     end
   end
   if not msg then msg = first_error_line(text) end
-  if not msg then msg = text:match('DbError {.-message:%s*"(.-)",') end
+  if not msg then
+    local at = text:find("DbError {", 1, true)
+    msg = at and text:match('message:%s*"(.-)",', at)
+  end
   if not msg then
     for line in text:gmatch("[^\n]+") do
       if not noise(line) and not line:match("^%s*external connector error%s*$")
@@ -255,12 +314,14 @@ function M.parse(logs)
   end
   msg = msg and trim(msg:gsub("^%w%w%w%w%w:%s+", function(c) return valid_code(trim(c:sub(1, 5))) and "" or nil end)) or trim(text)
   if code then msg = msg:gsub("^" .. code .. ":%s*", "") end
+  msg = cut(msg, M.MAX_MESSAGE)
   if r.source == "text" and text:find("Error querying the database", 1, true) then r.source = "adapter" end
   r.message = msg
 
   r.detail = text:match("\nDETAIL:%s*([^\n]+)") or text:match("^DETAIL:%s*([^\n]+)")
     or text:match('detail:%s*Some%("(.-)"%)')
   r.hint = text:match("\nHINT:%s*([^\n]+)") or text:match('hint:%s*Some%("(.-)"%)')
+  r.detail, r.hint = cut(r.detail, M.MAX_MESSAGE), cut(r.hint, M.MAX_MESSAGE)
 
   -- Prisma P-codes (connection problems reported before any SQL ran)
   local pcode = text:match("%f[%w](P1%d%d%d)%f[^%w]")

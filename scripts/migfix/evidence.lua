@@ -48,7 +48,7 @@ function M.of(d)
     objects = objects, statements = stmts,
     likely_failed_statement = d.likely_failed_statement,
     inconsistent = d.inconsistent,
-    invalid_indexes = d.invalid_indexes,
+    invalid_indexes = d.invalid_indexes or (d.evidence and d.evidence.invalid_indexes) or {},
     in_progress = d.in_progress,
   }
 end

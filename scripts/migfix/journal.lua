@@ -123,7 +123,14 @@ end
 ---@return string hex sha256 of M.canonical(e)
 function M.hash(e) return crypto.sha256(M.canonical(e)) end
 
---- A ledger row as stored in the journal: all 8 columns, NULL as json.null.
+--- `logs` longer than this many characters is journaled as an excerpt of
+--- that length with logs_bytes (the whole text's size) and logs_sha256 (its
+--- SHA-256): the journal stays small whatever the ledger holds, and undo
+--- still compares the whole text (by its hash).
+M.LOGS_EXCERPT = 4096
+
+--- A ledger row as stored in the journal: all 8 columns, NULL as json.null,
+--- a long `logs` as an excerpt plus logs_bytes and logs_sha256.
 local function jrow(r)
   local o = {}
   for _, c in ipairs(LEDGER_COLUMNS) do
@@ -131,8 +138,19 @@ local function jrow(r)
     if isnull(v) or (type(v) == "userdata") then v = NULL end
     o[c] = v
   end
+  local logs = o.logs
+  if type(logs) == "string" then
+    local sha = not isnull(r.logs_sha256) and type(r.logs_sha256) == "string" and r.logs_sha256 or nil
+    local cut = utf8.offset(logs, M.LOGS_EXCERPT + 1)
+    if sha or (cut and cut <= #logs) then
+      o.logs = cut and logs:sub(1, cut - 1) or logs
+      o.logs_sha256 = sha or crypto.sha256(logs)
+      o.logs_bytes = math.tointeger(tonumber(r.logs_bytes)) or #logs
+    end
+  end
   return o
 end
+M.jrow = jrow
 
 local function jrows(list, what)
   if list == nil then return json.array() end
@@ -391,10 +409,15 @@ function M.capture(conn, schema, names)
     params[1] = json.encode(json.array(names))
   end
   local ts = function(c) return ("to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"):format(c) end
+  -- a long logs: an excerpt, its size and SHA-256 (M.LOGS_EXCERPT), never the whole text
+  local n = M.LOGS_EXCERPT
   local sql = ([[SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'checksum', checksum, 'finished_at', %s,
-      'migration_name', migration_name, 'logs', logs, 'rolled_back_at', %s, 'started_at', %s,
-      'applied_steps_count', applied_steps_count) ORDER BY started_at, id), '[]')::text AS rows FROM %s %s]]):format(
-    ts("finished_at"), ts("rolled_back_at"), ts("started_at"), q, where)
+      'migration_name', migration_name, 'logs', CASE WHEN octet_length(logs) > %d THEN left(logs, %d) ELSE logs END,
+      'rolled_back_at', %s, 'started_at', %s, 'applied_steps_count', applied_steps_count)
+      || CASE WHEN octet_length(logs) > %d THEN jsonb_build_object('logs_bytes', octet_length(logs),
+           'logs_sha256', encode(sha256(convert_to(logs, 'UTF8')), 'hex')) ELSE '{}'::jsonb END
+      ORDER BY started_at, id), '[]')::text AS rows FROM %s %s]]):format(
+    ts("finished_at"), n, n, ts("rolled_back_at"), ts("started_at"), n, q, where)
   local r, err, info = conn:query(sql, table.unpack(params))
   if not r then return nil, err, info end
   local rows = assert(json.decode(r[1].rows))
@@ -422,7 +445,8 @@ local function last_line(f)
     local start = math.max(0, size - chunk)
     f:seek("set", start)
     local s = (f:read(size - start) or ""):gsub("\n+$", "")
-    local i = s:match(".*()\n")
+    -- the last newline (linear: ".*()\n" backtracks at every position, quadratic in a long line)
+    local i = s:find("\n[^\n]*$")
     if i then return s:sub(i + 1), ends_nl end
     if start == 0 then return s ~= "" and s or nil, ends_nl end
     chunk = chunk * 4

@@ -19,23 +19,101 @@ function M.qualified(conn, schema)
   return conn:quote_ident(schema) .. "." .. conn:quote_ident(M.TABLE)
 end
 
+-- ------------------------------------------------------------ shape
+
+--- Prisma's DDL of each column (the CREATE TABLE of migrate deploy), and the type
+--- families Prisma 6.19.3 reads (checked with the real CLI in
+--- tests/compat/test_ledger_prisma.lua): text, varchar and char read as
+--- strings; timestamptz and timestamp as times; int4 and int8 as the count.
+--- `uuid` for id or `text` for applied_steps_count make Prisma fail with
+--- "Failed to extract `id` from `_prisma_migrations` row."
+M.DDL = {
+  id = "VARCHAR(36)", checksum = "VARCHAR(64)", finished_at = "TIMESTAMPTZ", migration_name = "VARCHAR(255)",
+  logs = "TEXT", rolled_back_at = "TIMESTAMPTZ", started_at = "TIMESTAMPTZ", applied_steps_count = "INTEGER",
+}
+local STRING = { varchar = true, text = true, bpchar = true }
+local TIME = { timestamptz = true, timestamp = true }
+local COUNT = { int4 = true, int8 = true }
+M.FAMILY = {
+  id = STRING, checksum = STRING, migration_name = STRING, logs = STRING,
+  finished_at = TIME, rolled_back_at = TIME, started_at = TIME, applied_steps_count = COUNT,
+}
+
+--- `logs` is never read whole (Prisma never reads it back at all): rows
+--- carry at most LOGS_EXCERPT characters of it, with logs_bytes (its size)
+--- and, when cut, logs_sha256 (of the whole text). A 50 MB `logs` value
+--- stays on the server.
+M.LOGS_EXCERPT = 16384
+
+--- The select list of the 8 columns with `logs` bounded (plus logs_bytes and,
+--- unless opts.hash == false, logs_sha256 of a cut logs: the journal needs it,
+--- status does not). cols: the table's columns as M.read found them (a
+--- missing column reads as NULL, one of another type as text); default: Prisma's.
+function M.select_list(cols, opts)
+  local out = {}
+  for _, c in ipairs(M.COLUMNS) do
+    local col = cols and cols[c]
+    local expr = c
+    if cols and not col then expr = "NULL"
+    elseif col and not col.ok then expr = c .. "::text" end
+    if c == "logs" then
+      local n = M.LOGS_EXCERPT
+      out[#out + 1] = ("CASE WHEN octet_length(%s) > %d THEN left(%s, %d) ELSE %s END AS logs"):format(expr, n, expr, n, expr)
+      out[#out + 1] = ("octet_length(%s) AS logs_bytes"):format(expr)
+      if not (opts and opts.hash == false) then
+        out[#out + 1] = ("CASE WHEN octet_length(%s) > %d THEN encode(sha256(convert_to(%s, 'UTF8')), 'hex') END AS logs_sha256"):format(expr, n, expr)
+      end
+    else
+      out[#out + 1] = expr == c and c or (expr .. " AS " .. c)
+    end
+  end
+  return table.concat(out, ", ")
+end
+
+local function read_columns(conn, oid)
+  local rows, err, info = conn:query([[
+    SELECT a.attname, t.typname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.atthasdef
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY a.attnum]], oid)
+  if not rows then return nil, err, info end
+  local cols, extra = {}, {}
+  for _, r in ipairs(rows) do
+    local fam = M.FAMILY[r.attname]
+    if fam then
+      cols[r.attname] = { type = r.type, typname = r.typname, ok = fam[r.typname] == true }
+    else
+      extra[#extra + 1] = { name = r.attname, type = r.type, not_null = r.attnotnull == true, has_default = r.atthasdef == true }
+    end
+  end
+  return cols, extra
+end
+
 --- Read the ledger. A missing table means nothing applied yet (exists=false).
----@return table|nil ledger {exists, rows, schema}
+--- The table's columns are read first: a missing column reads as NULL, one
+--- of another type as text, and both (and extra columns) are reported by
+--- M.classify as problems, so that a ledger Prisma cannot read is shown,
+--- never written over.
+---@return table|nil ledger {exists, rows, schema, columns, extra}
 ---@return string|nil err
 ---@return table|nil info
 function M.read(conn, schema)
   local r, err, info = conn:query([[
-    SELECT c.oid IS NOT NULL AS table_exists,
+    SELECT c.oid::text AS oid,
            EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema_exists
       FROM (SELECT 1) one
       LEFT JOIN pg_class c ON c.relname = $2 AND c.relkind IN ('r', 'p')
        AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)]], schema, M.TABLE)
   if not r then return nil, err, info end
-  local out = { schema = schema, exists = r[1].table_exists, schema_exists = r[1].schema_exists, rows = {} }
+  local oid = not null(r[1].oid) and r[1].oid or nil
+  local out = { schema = schema, exists = oid ~= nil, schema_exists = r[1].schema_exists, rows = {} }
   if not out.exists then return out end
+  local cols, extra = read_columns(conn, oid)
+  if not cols then return nil, extra, info end
+  out.columns, out.extra = cols, extra
   local rows
-  rows, err, info = conn:query(("SELECT %s FROM %s ORDER BY started_at ASC"):format(
-    table.concat(M.COLUMNS, ", "), M.qualified(conn, schema)))
+  rows, err, info = conn:query(("SELECT ctid::text AS ctid, %s FROM %s ORDER BY %s"):format(
+    M.select_list(cols, { hash = false }), M.qualified(conn, schema), cols.started_at and "started_at ASC, ctid" or "ctid"))
   if not rows then return nil, err, info end
   out.rows = rows
   return out
@@ -64,6 +142,126 @@ local function is_rolled_back(r) return not null(r.rolled_back_at) end
 local function is_applied(r) return not null(r.finished_at) and null(r.rolled_back_at) end
 M.is_failed, M.is_rolled_back, M.is_applied = is_failed, is_rolled_back, is_applied
 
+-- ------------------------------------------------------------ problems
+
+local PRISMA_EXTRACT = "Prisma stops every command on this ledger with \"Failed to extract `%s` from `_prisma_migrations` row.\""
+
+--- Which row: its position (started_at order), migration name and id.
+local function which(i, r)
+  local parts = {}
+  parts[#parts + 1] = null(r.migration_name) and "no migration_name" or ("migration \"" .. tostring(r.migration_name) .. "\"")
+  parts[#parts + 1] = null(r.id) and "no id" or ("id \"" .. tostring(r.id) .. "\"")
+  return ("row %d (%s)"):format(i, table.concat(parts, ", "))
+end
+
+--- What Prisma cannot read, and what migfix cannot write on, in a ledger
+--- (M.read): the table's shape (missing columns, extra columns, columns of
+--- a type Prisma does not read) and its rows (NULL in a column Prisma
+--- requires, ids shared by several rows). One record per problem:
+---   {kind = "missing_column"|"extra_column"|"type"|"null"|"duplicate_id",
+---    row = n|nil (1-based, started_at order), ctid, id, migration_name,
+---    column, message (one line: row and column, what Prisma does), fix (SQL)}
+---@param ledger table from M.read
+---@param locals table? local migrations (for the checksum a NULL one should have)
+---@return table[] problems
+function M.problems(ledger, locals)
+  local out = {}
+  if not ledger.exists then return out end
+  local q = ('"%s"."%s"'):format((tostring(ledger.schema):gsub('"', '""')), M.TABLE)
+  local cols = ledger.columns
+  local function add(p) out[#out + 1] = p end
+  if cols then
+    for _, c in ipairs(M.COLUMNS) do
+      local col = cols[c]
+      if not col then
+        add { kind = "missing_column", column = c,
+              message = ("%s has no column %s: Prisma fails on it with \"column \"%s\" does not exist\""):format(q, c, c),
+              fix = ("ALTER TABLE %s ADD COLUMN %s %s;"):format(q, c, M.DDL[c]) }
+      elseif not col.ok then
+        add { kind = "type", column = c,
+              message = ("column %s of %s is %s, not %s: %s"):format(c, q, col.type, M.DDL[c]:lower(), PRISMA_EXTRACT:format(c)),
+              fix = ("ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::text::%s;"):format(q, c, M.DDL[c], c, M.DDL[c]:lower()) }
+      end
+    end
+    for _, x in ipairs(ledger.extra or {}) do
+      local prisma = (x.not_null and not x.has_default)
+        and "Prisma's deploy fails on its INSERT (NOT NULL without a default)"
+        or "Prisma ignores it"
+      add { kind = "extra_column", column = x.name,
+            message = ("%s has a column %s (%s) that Prisma does not create: %s, and migfix's journal and undo keep only Prisma's 8 columns"):format(
+              q, x.name, x.type, prisma),
+            fix = ("ALTER TABLE %s DROP COLUMN %s;  -- after saving what it holds"):format(q, x.name) }
+    end
+  end
+  local checksum_of = {}
+  for _, m in ipairs(locals or {}) do if m.checksum then checksum_of[m.name] = m.checksum end end
+  local ids = {}
+  for i, r in ipairs(ledger.rows or {}) do
+    local where = ("WHERE ctid = '%s'"):format(tostring(r.ctid))
+    for _, c in ipairs(M.REQUIRED) do
+      if (not cols or cols[c]) and null(r[c]) then
+        local fix
+        if c == "id" then fix = ("UPDATE %s SET id = gen_random_uuid()::text %s;"):format(q, where)
+        elseif c == "checksum" then
+          local sum = not null(r.migration_name) and checksum_of[r.migration_name]
+          fix = sum and ("UPDATE %s SET checksum = '%s' %s;  -- the local migration.sql's"):format(q, sum, where)
+                     or ("DELETE FROM %s %s;  -- or set checksum to the SHA-256 of its migration.sql"):format(q, where)
+        elseif c == "migration_name" then fix = ("UPDATE %s SET migration_name = '<folder name>' %s;  -- or DELETE the row"):format(q, where)
+        elseif c == "started_at" then fix = ("UPDATE %s SET started_at = coalesce(finished_at, rolled_back_at, now()) %s;"):format(q, where)
+        else fix = ("UPDATE %s SET applied_steps_count = 0 %s;  -- Prisma's default"):format(q, where) end
+        add { kind = "null", row = i, ctid = r.ctid, id = not null(r.id) and r.id or nil,
+              migration_name = not null(r.migration_name) and r.migration_name or nil, column = c,
+              message = ("%s of %s has NULL in %s: %s"):format(which(i, r), q, c, PRISMA_EXTRACT:format(c)), fix = fix }
+      end
+    end
+    if not null(r.id) then
+      local first = ids[r.id]
+      if first then
+        add { kind = "duplicate_id", row = i, ctid = r.ctid, id = r.id,
+              migration_name = not null(r.migration_name) and r.migration_name or nil, column = "id",
+              message = ("%s of %s has the same id as row %d: a write by id (Prisma's resolve, migfix's conditional writes) would change both rows"):format(
+                which(i, r), q, first),
+              fix = ("UPDATE %s SET id = gen_random_uuid()::text %s;"):format(q, where) }
+      else
+        ids[r.id] = i
+      end
+    end
+  end
+  return out
+end
+
+--- Refuse a write on a ledger with problems (M.problems): exit 1, nothing
+--- written, every problem named by row and column with the SQL that fixes
+--- it. Every writing command calls it right after reading the ledger under
+--- Prisma's lock. `x` is a state (M.classify, ctx:state) or a connection
+--- (then the ledger of `schema` is read here).
+function M.refuse_if_bad(x, schema)
+  local problems
+  if type(x) == "table" then
+    problems = x.ledger_problems or {}
+    schema = schema or x.schema
+  else
+    local l, err = M.read(x, schema)
+    if not l then
+      local ui = require "migfix.ui"
+      ui.fail { message = "could not read the Prisma ledger: " .. tostring(err), code = ui.EXIT.FAILURE }
+    end
+    problems = M.problems(l)
+  end
+  if #problems == 0 then return end
+  local ui = require "migfix.ui"
+  local lines = {}
+  for _, p in ipairs(problems) do
+    lines[#lines + 1] = p.message
+    if p.fix then lines[#lines + 1] = "  fix: " .. p.fix end
+  end
+  ui.fail { message = ("the Prisma ledger \"%s\".%s has %d problem%s Prisma or migfix cannot work with: nothing was written"):format(
+              tostring(schema), M.TABLE, #problems, #problems == 1 and "" or "s"),
+            detail = table.concat(lines, "\n"),
+            hint = "fix the table with the SQL above (in psql, while no deploy runs), then check with migfix status",
+            code = ui.EXIT.ATTENTION, ledger_problems = problems }
+end
+
 --- Join local folders with ledger rows and classify each migration.
 --- states: applied | failed | rolled_back | pending | missing (rows, no folder)
 --- flags: modified (applied, local file differs), missing_locally, reapplied
@@ -84,14 +282,10 @@ function M.classify(locals, ledger)
     local e = entry(m.name)
     e["local"] = m
   end
-  local problems = {}
-  for i, r in ipairs(ledger.rows or {}) do
-    for _, col in ipairs(M.REQUIRED) do
-      if null(r[col]) then
-        problems[#problems + 1] = ("row %d of _prisma_migrations (%s) has NULL in %s: Prisma stops with \"Failed to extract `%s` from `_prisma_migrations` row\""):format(
-          i, null(r.migration_name) and "no name" or r.migration_name, col, col)
-      end
-    end
+  local problems = M.problems(ledger, locals)
+  local texts = {}
+  for i, p in ipairs(problems) do texts[i] = p.message end
+  for _, r in ipairs(ledger.rows or {}) do
     if not null(r.migration_name) then table.insert(entry(r.migration_name).rows, r) end
   end
 
@@ -121,7 +315,7 @@ function M.classify(locals, ledger)
       e.reapplied = n_rb > 0
       -- a NULL checksum is reported in problems (Prisma cannot read the row), not compared
       if loc and loc.text and not null(last_applied.checksum)
-         and not require("migfix.migrations").matches(loc.text, last_applied.checksum) then
+         and not require("migfix.migrations").matches(loc.prisma_text or loc.text, last_applied.checksum) then
         e.modified = true
       end
     elseif n_rb > 0 then
@@ -139,7 +333,7 @@ function M.classify(locals, ledger)
     end
     -- Prisma's dev/status checksum check uses the OLDEST row of the name
     if loc and loc.text and e.rows[1] and not null(e.rows[1].checksum) then
-      e.prisma_edited = not require("migfix.migrations").matches(loc.text, e.rows[1].checksum)
+      e.prisma_edited = not require("migfix.migrations").matches(loc.prisma_text or loc.text, e.rows[1].checksum)
     end
     s[e.state] = (s[e.state] or 0) + 1
     if e.modified then s.modified = s.modified + 1 end
@@ -173,14 +367,14 @@ function M.classify(locals, ledger)
     deploy = { refuses = false, pending = deploy_pending }
   end
   return { migrations = order, by_name = by_name, summary = s, deploy = deploy, prisma_status = status,
-           problems = problems, exists = ledger.exists, schema = ledger.schema }
+           problems = texts, ledger_problems = problems, exists = ledger.exists, schema = ledger.schema }
 end
 
 --- Prisma's P3009 text for the failed rows (started_at as chrono prints it).
 function M.p3009_lines(failed)
   local lines = {}
   for _, f in ipairs(failed) do
-    local t = tostring(f.row.started_at):gsub("T", " "):gsub("Z$", " UTC")
+    local t = null(f.row.started_at) and "(NULL)" or tostring(f.row.started_at):gsub("T", " "):gsub("Z$", " UTC")
     lines[#lines + 1] = ("The `%s` migration started at %s failed"):format(f.name, t)
   end
   return lines

@@ -129,7 +129,7 @@ end
 
 local function read_rows(conn, schema, name)
   local rows, err, info = conn:query(("SELECT %s FROM %s WHERE migration_name = $1 ORDER BY started_at ASC"):format(
-    table.concat(ledger.COLUMNS, ", "), ledger.qualified(conn, schema)), name)
+    ledger.select_list(), ledger.qualified(conn, schema)), name)
   if not rows then return nil, err, info end
   return rows
 end
@@ -275,7 +275,11 @@ end
 -- ------------------------------------------------------------ undo
 
 local ROW_COLS = "id text, checksum text, finished_at timestamptz, migration_name text, logs text, " ..
-                 "rolled_back_at timestamptz, started_at timestamptz, applied_steps_count integer"
+                 "rolled_back_at timestamptz, started_at timestamptz, applied_steps_count integer, logs_sha256 text"
+-- a journaled row may hold only an excerpt of a long logs and its SHA-256
+-- (journal.LOGS_EXCERPT): then the hashes are compared, and the text is kept
+local LOGS_W = "(CASE WHEN w.logs_sha256 IS NULL THEN w.logs ELSE 'sha256:' || w.logs_sha256 END)"
+local LOGS_H = "(CASE WHEN w.logs_sha256 IS NULL THEN h.logs ELSE 'sha256:' || encode(sha256(convert_to(h.logs, 'UTF8')), 'hex') END)"
 local DATA_COLS = { "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }
 
 local function rows_json(rows) return require("migfix.json").encode(require("migfix.json").array(rows or {})) end
@@ -287,7 +291,9 @@ function M.diff_rows(conn, schema, names, want)
   local q = ledger.qualified(conn, schema)
   local distinct = {}
   for _, c in ipairs(DATA_COLS) do
-    distinct[#distinct + 1] = ("CASE WHEN w.%s IS DISTINCT FROM h.%s THEN '%s' END"):format(c, c, c)
+    local wc, hc = "w." .. c, "h." .. c
+    if c == "logs" then wc, hc = LOGS_W, LOGS_H end
+    distinct[#distinct + 1] = ("CASE WHEN %s IS DISTINCT FROM %s THEN '%s' END"):format(wc, hc, c)
   end
   return conn:query(([[
     WITH want AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS w(%s)),
@@ -299,10 +305,10 @@ function M.diff_rows(conn, schema, names, want)
            concat_ws(', ', %s) AS cols
       FROM want w FULL JOIN have h ON h.id = w.id
      WHERE w.id IS NULL OR h.id IS NULL
-        OR (w.checksum, w.finished_at, w.migration_name, w.logs, w.rolled_back_at, w.started_at, w.applied_steps_count)
+        OR (w.checksum, w.finished_at, w.migration_name, %s, w.rolled_back_at, w.started_at, w.applied_steps_count)
            IS DISTINCT FROM
-           (h.checksum, h.finished_at, h.migration_name, h.logs, h.rolled_back_at, h.started_at, h.applied_steps_count)
-     ORDER BY 2, 1]]):format(ROW_COLS, q, table.concat(distinct, ", ")), rows_json(want), names_json(names))
+           (h.checksum, h.finished_at, h.migration_name, %s, h.rolled_back_at, h.started_at, h.applied_steps_count)
+     ORDER BY 2, 1]]):format(ROW_COLS, q, table.concat(distinct, ", "), LOGS_W, LOGS_H), rows_json(want), names_json(names))
 end
 
 --- Rows of other migrations written after time `at` (deploys since).
@@ -319,7 +325,10 @@ end
 function M.restore(conn, schema, before, after)
   local q = ledger.qualified(conn, schema)
   local sets = {}
-  for _, c in ipairs(DATA_COLS) do sets[#sets + 1] = ("%s = w.%s"):format(c, c) end
+  for _, c in ipairs(DATA_COLS) do
+    sets[#sets + 1] = c == "logs" and "logs = CASE WHEN w.logs_sha256 IS NULL THEN w.logs ELSE t.logs END"
+                      or ("%s = w.%s"):format(c, c)
+  end
   return {
     { sql = ([[DELETE FROM %s WHERE id IN (SELECT id FROM jsonb_to_recordset($1::jsonb) AS a(id text))
                  AND id NOT IN (SELECT id FROM jsonb_to_recordset($2::jsonb) AS b(id text))]]):format(q),

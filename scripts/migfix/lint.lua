@@ -386,6 +386,14 @@ function M.run_unit(unit, opts)
       end
       if f.dml then s.dml = true end
     end
+    -- CREATE TABLE ... AS and temporary tables are new tables too (no
+    -- create_table action: CREATE TABLE AS has no lock facts of its own)
+    for _, e in ipairs(s.effects) do
+      if e.kind == "table" and e.action == "create" and not s.by_table[tkey(e.schema, e.name)] then
+        created[tkey(e.schema, e.name)] = true
+        table_info(e.schema, e.name)
+      end
+    end
     s.lock = nil
     for _, t in ipairs(s.tables) do s.lock = locks.max(s.lock, t.lock) end
     s.ddl = not s.dml and not s.set and not s.tx_control and #s.actions > 0 and s.actions[1].key ~= "set"

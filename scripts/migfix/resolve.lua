@@ -230,6 +230,7 @@ function M.run(ctx, opts)
   if mode == "plan" then
     result.R = actions.context(ctx, conn, "plan")
     result.R.st = ctx:state(conn)
+    require("migfix.ledger").refuse_if_bad(result.R.st)  -- what run would refuse
     decide(result.R.st)
     result.rc = (#result.items == 0 or M.all_resolvable(result.items)) and ui.EXIT.OK or ui.EXIT.ATTENTION
     return result
@@ -239,6 +240,7 @@ function M.run(ctx, opts)
   result.R = R
   result.rc = lw.with_lock(conn, actions.lock_ms(R), function()
     local st = R:refresh()
+    require("migfix.ledger").refuse_if_bad(st)
     local items = decide(st)
     if #items == 0 then return ui.EXIT.OK end
     if opts.expect and M.fingerprint(items) ~= opts.expect then

@@ -10,6 +10,12 @@ M.URL_HINT = "a database URL looks like postgresql://USER@HOST:5432/DB?schema=pu
 local db_ok, db = pcall(require, "migfix.db")
 local function redact(s)
   s = tostring(s)
+  -- db.redact takes C strings: text with a NUL byte is redacted piece by piece (found by make fuzz)
+  if s:find("\0", 1, true) then
+    local parts = {}
+    for piece in (s .. "\0"):gmatch("(.-)%z") do parts[#parts + 1] = redact(piece) end
+    return table.concat(parts, "\0")
+  end
   if db_ok and db.redact then return db.redact(s) end
   return (s:gsub("(://[^:/@%s]*:)[^@/%s]*@", "%1****@"))
 end

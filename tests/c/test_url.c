@@ -178,6 +178,37 @@ static void test_malformed(void **state)
     parse_err("postgresql://u:pw%00x@h/db", "NUL");
 }
 
+/* ?host=/socket&port=N: the socket is <dir>/.s.PGSQL.N, so the port counts
+ * (it used to be dropped as an ignored parameter) */
+static void test_socket_port_param(void **state)
+{
+    struct mf_url u = parse_ok("postgresql://app@localhost/appdb?host=/var/run/postgresql&port=5433");
+    assert_int_equal(u.port, 5433);
+    assert_string_equal(mf_url_param(&u, "host"), "/var/run/postgresql");
+    assert_false(has_name(u.ignored, u.nignored, "port"));
+    assert_string_equal(u.redacted, "postgresql://app@localhost:5433/appdb?host=/var/run/postgresql&port=5433");
+    mf_url_free(&u);
+    u = parse_ok("postgresql://app@localhost:6000/appdb?port=6001&port=6002");
+    assert_int_equal(u.port, 6002); /* the query overrides, the last one wins (as in libpq) */
+    mf_url_free(&u);
+    u = parse_ok("postgresql://app@localhost/appdb?host=%2Ftmp");
+    assert_int_equal(u.port, 5432);
+    mf_url_free(&u);
+    parse_err("postgresql://app@localhost/db?host=/tmp&port=", "?port=");
+    parse_err("postgresql://app@localhost/db?port=70000", "?port=");
+    parse_err("postgresql://app@localhost/db?port=54x", "?port=");
+}
+
+/* an empty ?schema= is a usage error, not a schema named "" */
+static void test_empty_schema(void **state)
+{
+    parse_err("postgresql://app@localhost/db?schema=", "?schema= is empty");
+    parse_err("postgresql://app@localhost/db?connection_limit=1&schema", "?schema= is empty");
+    struct mf_url u = parse_ok("postgresql://app@localhost/db?schema=%20");
+    assert_string_equal(u.schema, " ");
+    mf_url_free(&u);
+}
+
 static void test_error_never_echoes_password(void **state)
 {
     const char *bad[] = {
@@ -242,6 +273,8 @@ int main(void)
         cmocka_unit_test(test_libpq_params_kept),
         cmocka_unit_test(test_whitespace_trimmed),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_socket_port_param),
+        cmocka_unit_test(test_empty_schema),
         cmocka_unit_test(test_error_never_echoes_password),
         cmocka_unit_test(test_redacted_masks_query_secrets),
         cmocka_unit_test(test_redact_text),

@@ -171,4 +171,43 @@ T["progress percentage: tables before the one pg_dump copies, plus the COPY's by
   h.contains(text, "20% of the table data (public.B)", "(100 + 100) / 1000")
 end
 
+T["backups --verify reports archives without a manifest and manifests without an archive (exit 1)"] = function()
+  local dir, url = project_db()
+  local out, err, rc = h.migfix { "-C", dir, "--url", url, "backup", "--scope", "schema", "--json" }
+  h.eq(rc, 0, err)
+  local m = json.decode(out)
+  out, err, rc = h.migfix { "-C", dir, "backups", "--verify" }
+  h.eq(rc, 0, out .. err)
+  -- a stray archive (copied in by hand, or a manifest deleted): reported, never verified as good
+  local bdir = dir .. "/.migfix/backups/default"
+  h.write(bdir .. "/stray_20240101T000000Z_full.dump", "PGDMP not really")
+  out, err, rc = h.migfix { "-C", dir, "backups", "--verify" }
+  h.eq(rc, 1, out .. err)
+  h.contains(err, bdir .. "/stray_20240101T000000Z_full.dump\" has no manifest")
+  out, err, rc = h.migfix { "-C", dir, "backups", "--verify", "--json" }
+  h.eq(rc, 1, err)
+  local doc = json.decode(out)
+  h.eq(#doc.orphans, 1)
+  h.eq(doc.orphans[1].kind, "no_manifest")
+  -- without --verify: listed as a warning, exit 0
+  _, err, rc = h.migfix { "-C", dir, "backups" }
+  h.eq(rc, 0)
+  h.contains(err, "has no manifest")
+  -- a manifest whose archive is gone
+  os.remove(bdir .. "/stray_20240101T000000Z_full.dump")
+  os.remove(m.path)
+  out, err, rc = h.migfix { "-C", dir, "backups", "--verify", "--json" }
+  h.eq(rc, 1, err)
+  doc = json.decode(out)
+  h.eq(#doc.orphans, 1)
+  h.eq(doc.orphans[1].kind, "no_dump")
+  h.eq(doc.orphans[1].path, m.path .. ".json")
+  _, err = h.migfix { "-C", dir, "backups", "--verify" }
+  h.contains(err, "has no archive")
+  -- prune still leaves a stray archive alone
+  h.write(bdir .. "/stray.dump", "x")
+  h.migfix { "-C", dir, "backups", "--prune", "--keep", "1" }
+  h.ok(fs.exists(bdir .. "/stray.dump"))
+end
+
 return T

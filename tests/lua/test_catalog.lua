@@ -69,8 +69,12 @@ end
 
 T["query_text embeds the schema names as literals and is one statement"] = function()
   local q = catalog.query_text({ "public", "it's" })
-  H.contains(q, "ARRAY['public', 'it''s']")
+  H.contains(q, "ARRAY['public', 'it''s']::name[]")
   H.ok(not q:find(";", 1, true), "no statement separator")
+  -- names compare as name, not text (a hashed lookup on relname)
+  local qn = catalog.query_text({ "public" }, { "User", "Ticket" })
+  H.contains(qn, "ARRAY['User', 'Ticket']::name[]")
+  H.not_contains(qn, "= ANY (ARRAY['User', 'Ticket']::text[]")
   H.contains(q, "json_build_object")
   H.raises(function() catalog.query_text({}) end, "bad argument #1 to 'query_text'")
   H.raises(function() catalog.snapshot({}, nil) end, "bad argument #2 to 'snapshot'")
@@ -223,6 +227,80 @@ T["snapshot does not wait behind an ACCESS EXCLUSIVE lock"] = function()
   H.eq(t.columns.title.type, "text", "catalog-only fields are still there")
   H.eq(s.tables["public.User"].locked, false)
   H.ok(s.tables["public.User"].bytes > 0, "other tables still sized")
+end
+
+T["snapshot runs with JIT off in a read-only transaction of its own, and leaves the session as it was"] = function()
+  if not have_db then return end
+  local url = setup()
+  local conn = assert(db.connect(url, { readonly = true }))
+  -- a recording proxy: what the snapshot sends
+  local calls = {}
+  local proxy = setmetatable({}, { __index = function(_, k)
+    local f = conn[k]
+    if type(f) ~= "function" then return f end
+    return function(_, ...)
+      local a = ...
+      calls[#calls + 1] = k .. (type(a) == "string" and (":" .. a:sub(1, 30)) or "")
+      return f(conn, ...)
+    end
+  end })
+  local s = assert(catalog.snapshot(proxy, { "public" }))
+  H.ok(s.tables["public.Ticket"], "the snapshot works on a read-only connection")
+  H.eq(calls[1], "begin")
+  H.eq(calls[2], "exec:SET LOCAL jit = off")
+  H.ok(calls[3]:find("^query:"), calls[3])
+  local rows = assert(conn:query("SELECT current_setting('jit') AS jit, current_setting('transaction_read_only') AS ro"))
+  H.eq(rows[1].jit, "on", "SET LOCAL ended with the snapshot's transaction")
+  -- inside a caller's transaction: the query runs as it is, the transaction stays open
+  local tx = assert(conn:begin())
+  s = assert(catalog.snapshot(conn, { "public" }))
+  H.ok(s.tables["public.Ticket"])
+  H.eq(tx:active(), true)
+  assert(tx:commit())
+  conn:close()
+end
+
+T["snapshot: relations of every relkind, pg_type of every typtype, the names read, comments on every object"] = function()
+  local url = setup([[
+COMMENT ON INDEX "User_email_key" IS 'one per address';
+COMMENT ON SEQUENCE app.counter IS 'ticks';
+COMMENT ON VIEW open_tickets IS 'open';
+COMMENT ON CONSTRAINT "Ticket_pkey" ON "Ticket" IS 'pk';
+COMMENT ON TRIGGER ticket_touch ON "Ticket" IS 'touch';
+COMMENT ON SCHEMA app IS 'the app';
+COMMENT ON EXTENSION pgcrypto IS 'crypto';
+COMMENT ON FUNCTION add2(bigint) IS 'one arg';
+]])
+  local s = assert(take(url, { "public", "app" }))
+  H.eq(s.relations["public.User_email_key"].kind, "i")
+  H.eq(s.relations["app.counter"].kind, "S")
+  H.eq(s.relations["public.Ticket"].kind, "r")
+  H.eq(s.type_names["public.TicketStatus"].typtype, "e", "enums are in type_names")
+  H.eq(s.type_names["public.Ticket"].relkind, "r", "a table's row type says so")
+  H.eq(s.names, nil, "no names filter: every name")
+  H.eq(s.comments.index["public.User_email_key"], "one per address")
+  H.eq(s.comments.sequence["app.counter"], "ticks")
+  H.eq(s.comments.view["public.open_tickets"], "open")
+  H.eq(s.comments.table["public.open_tickets"], "open", "views stay in the table bucket too")
+  H.eq(s.comments.constraint["public.Ticket.Ticket_pkey"], "pk")
+  H.eq(s.comments.trigger["public.Ticket.ticket_touch"], "touch")
+  H.eq(s.comments.schema.app, "the app")
+  H.eq(s.comments.extension.pgcrypto, "crypto")
+  local one
+  for _, f in ipairs(s.functions["public.add2"]) do if #f.args == 1 then one = f end end
+  H.eq(one.comment, "one arg")
+  H.eq(one.body, "SELECT 1")
+  H.eq(one.language, "sql")
+  -- with a names filter: the names are in the snapshot, INVALID indexes always
+  if have_db then
+    assert(pcall(H.psql, url, 'CREATE UNIQUE INDEX CONCURRENTLY "Ticket_title_key" ON "Ticket"(title)') == false)
+    local conn = assert(db.connect(url))
+    local f = assert(catalog.snapshot(conn, { "public" }, { "User" }))
+    conn:close()
+    H.same(f.names, { User = true })
+    H.ok(f.relations["public.User"] and not f.relations["public.Ticket"], "only the names asked")
+    H.ok(f.indexes["public.Ticket_title_key"], "an INVALID index is always read")
+  end
 end
 
 T["snapshot feeds verify.compare"] = function()

@@ -190,4 +190,81 @@ T["a file changed since the failed attempt is reported"] = function()
   h.eq(doc.migrations[1].error.class, "syntax")
 end
 
+T["an internal error on one migration: that one unverifiable with the error, the others diagnosed, exit 4"] = function()
+  local a, b = "CREATE TABLE a (id int);\n", "CREATE TABLE b (id int);\n"
+  local dir = h.project { { "20240101000000_a", a }, { "20240102000000_b", b } }
+  local _, url = h.fresh_db()
+  L.failed(url, "20240101000000_a", L.checksum(a), nil)
+  L.failed(url, "20240102000000_b", L.checksum(b), nil)
+  h.psql(url, "CREATE TABLE b (id int)")
+  -- a bug in the verifier for one migration only, injected into the real command
+  local script = dir .. "/inject.lua"
+  h.write(script, [[
+local verify = require "migfix.verify"
+local real = verify.compare
+verify.compare = function(unit, ...)
+  if unit.file:find("20240101000000_a", 1, true) then error("simulated bug in the verifier") end
+  return real(unit, ...)
+end
+return require("migfix.commands.diagnose").run(migfix.ctx, { json = arg[1] == "--json" }, {})
+]])
+  local out, err, rc = h.migfix { "-C", dir, "--url", url, "exec", script, "--json" }
+  h.eq(rc, 4, "internal error: exit 4 " .. err)
+  local doc = h.ok(json.decode(out), out .. err)
+  h.eq(#doc.migrations, 2, "both migrations diagnosed")
+  local ma, mb = doc.migrations[1], doc.migrations[2]
+  h.eq(ma.name, "20240101000000_a")
+  h.eq(ma.verdict, "unverifiable")
+  h.contains(ma.internal_error, "simulated bug in the verifier")
+  h.contains(ma.summary, "internal error")
+  h.eq(mb.verdict, "complete", "the other migration is still diagnosed")
+  h.eq(mb.internal_error, json.null)
+  out, err, rc = h.migfix { "-C", dir, "--url", url, "exec", script }
+  h.eq(rc, 4)
+  h.contains(out, "internal error: ")
+  h.contains(out, "simulated bug in the verifier")
+  h.contains(out, "20240102000000_b: COMPLETE")
+end
+
+T["errclass.engine: the driver-adapter engine's logs, the native P3018 text, nothing"] = function()
+  local errclass = require "migfix.errclass"
+  h.eq(errclass.engine("external connector error\nError querying the database: ERROR: x\n   0: sql_schema_connector"), "adapter")
+  h.eq(errclass.engine("\27[31mexternal connector error\27[0m\nNo such table: X"), "adapter")
+  h.eq(errclass.engine("A migration failed to apply. ...\n\nDatabase error code: 23505\n"), "native")
+  h.eq(errclass.engine(nil), nil)
+  h.eq(errclass.engine(""), nil)
+  h.eq(errclass.engine("ERROR:  relation \"x\" already exists"), nil)
+end
+
+T["logs of the driver-adapter engine: unit statement, a partial state is expected, not blamed on drift"] = function()
+  local sql = 'CREATE TABLE "A" ("id" INTEGER);\nCREATE TABLE "B" ("id" INTEGER);\nALTER TABLE "Nope" ADD COLUMN "x" INTEGER;\n'
+  local dir = h.project { { "20240101000000_ab", sql } }
+  local _, url = h.fresh_db()
+  h.psql(url, 'CREATE TABLE "A" ("id" INTEGER); CREATE TABLE "B" ("id" INTEGER)')
+  local logs = "external connector error\nNo such table: Nope\n   0: sql_schema_connector::apply_migration::apply_script\n" ..
+    "           with migration_name=\"20240101000000_ab\"\n             at schema-engine/connectors/sql-schema-connector/src/apply_migration.rs:113"
+  L.failed(url, "20240101000000_ab", L.checksum(sql), logs)
+  local doc = diagnose(dir .. "/prisma/migrations", url)
+  local d = doc.migrations[1]
+  h.eq(d.verdict, "partial")
+  h.eq(d.execution.unit, "statement")
+  h.eq(d.execution.all_or_nothing, false)
+  h.eq(d.execution.engine, "adapter")
+  h.contains(d.execution.reason, "statement by statement")
+  h.eq(d.inconsistent, json.null, "not blamed on a hand fix, another deploy, or drift")
+  h.eq(d.likely_failed_statement.index, 3)
+  local out = h.migfix { "--migrations", dir .. "/prisma/migrations", "--url", url, "diagnose" }
+  h.contains(out, "driver-adapter engine sends it statement by statement")
+  h.contains(out, "expected with this engine")
+  h.not_contains(out, "a hand fix, another deploy, or drift")
+  -- the same state under the native engine's logs is inconsistent
+  local dir2 = h.project { { "20240101000000_ab", sql } }
+  local _, url2 = h.fresh_db()
+  h.psql(url2, 'CREATE TABLE "A" ("id" INTEGER); CREATE TABLE "B" ("id" INTEGER)')
+  L.failed(url2, "20240101000000_ab", L.checksum(sql), "A migration failed to apply.\n\nDatabase error code: 42P01\n\nDatabase error:\nERROR: relation \"Nope\" does not exist\n")
+  local d2 = diagnose(dir2 .. "/prisma/migrations", url2).migrations[1]
+  h.eq(d2.execution.unit, "file")
+  h.contains(d2.inconsistent, "a hand fix, another deploy, or drift")
+end
+
 return T

@@ -88,6 +88,32 @@ T["S2 enum value used in the transaction that adds it; used elsewhere: no findin
   misses("S2", 'ALTER TYPE "Status" ADD VALUE \'CLOSED\';\nALTER TABLE "Small" ADD COLUMN "st" "Status" NOT NULL DEFAULT \'OPEN\';\n')
 end
 
+T["S2 tracks the enum: the same label added to another enum, cast to another type, or another column type's default is no use"] = function()
+  -- the same new label added to two enums
+  misses("S2", 'CREATE TYPE "Kind" AS ENUM (\'A\');\nALTER TYPE "Status" ADD VALUE \'CLOSED\';\nALTER TYPE "Kind" ADD VALUE \'CLOSED\';\n')
+  -- a literal cast to another type, a default of a text column
+  misses("S2", 'ALTER TYPE "Status" ADD VALUE \'CLOSED\';\nUPDATE "Small" SET "s" = \'CLOSED\'::text;\n')
+  misses("S2", 'ALTER TYPE "Status" ADD VALUE \'CLOSED\';\nALTER TABLE "Small" ADD COLUMN "k" TEXT DEFAULT \'CLOSED\';\n')
+  -- still a use: a cast to the enum, a default of a column of the enum created earlier in the file
+  triggers("S2", "error", 'ALTER TYPE "Status" ADD VALUE \'CLOSED\';\nUPDATE "Small" SET "s" = (\'CLOSED\'::"Status")::text;\n')
+  triggers("S2", "error", 'ALTER TYPE "Status" ADD VALUE \'CLOSED\';\nALTER TABLE "Small" ADD COLUMN "st" "Status";\nALTER TABLE "Small" ALTER COLUMN "st" SET DEFAULT \'CLOSED\';\n')
+  -- an unattributed literal stays a use (the rule cannot tell)
+  triggers("S2", "error", 'ALTER TYPE "Status" ADD VALUE \'CLOSED\';\nUPDATE "Small" SET "s" = \'CLOSED\';\n')
+end
+
+T["S6, S8, S11: CREATE TABLE ... AS and temporary tables are new tables"] = function()
+  local off = { args = { "--offline" } }
+  misses("S6", 'CREATE TABLE "Copy" AS SELECT * FROM "Big";\nCREATE INDEX "Copy_a_idx" ON "Copy"("a");\n', off)
+  misses("S6", 'CREATE TEMP TABLE "tmp" ON COMMIT DROP AS SELECT * FROM "Big";\nCREATE INDEX "tmp_a_idx" ON "tmp"("a");\n', off)
+  -- a temporary table shadowing a large one: statements on the name are on the temp table
+  misses("S6", 'CREATE TEMP TABLE "Big" AS SELECT * FROM public."Big";\nCREATE INDEX "Big_tmp_idx" ON "Big"("a");\n')
+  misses("S8", 'CREATE TABLE "Copy" AS SELECT * FROM "Big";\nALTER TABLE "Copy" ADD COLUMN "x" TEXT;\nUPDATE "Copy" SET "x" = \'z\';\n', off)
+  misses("S11", 'CREATE TABLE "Copy" AS SELECT * FROM "Big";\nALTER TABLE "Copy" ADD COLUMN "x" TEXT;\n', off)
+  misses("S11", 'CREATE TEMP TABLE "tmp" (id int);\nALTER TABLE "tmp" ADD COLUMN "x" TEXT;\n', off)
+  -- the same statements on an existing table still fire
+  triggers("S6", "warning", 'CREATE INDEX "Big_a_idx" ON "Big"("a");\n', off)
+end
+
 T["S3 rewriting type change on a large table; binary-coercible or small: no finding"] = function()
   local f = triggers("S3", "error", 'ALTER TABLE "Big" ALTER COLUMN "a" TYPE BIGINT;\n')
   h.eq(f.table, "public.Big")

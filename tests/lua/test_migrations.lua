@@ -94,8 +94,8 @@ T["list: empty folder and missing folder"] = function()
 end
 
 T["read: bytes as is, BOM and CRLF kept"] = function()
-  local _, mdir = H.project({ { "1_a", "\xef\xbb\xbfSELECT 1;\r\n\0x" } })
-  H.eq(M.read(mdir .. "/1_a/migration.sql"), "\xef\xbb\xbfSELECT 1;\r\n\0x")
+  local _, mdir = H.project({ { "1_a", "\xef\xbb\xbfSELECT 1;\r\n-- caf\xc3\xa9 \xf0\x9f\x98\x80\n" } })
+  H.eq(M.read(mdir .. "/1_a/migration.sql"), "\xef\xbb\xbfSELECT 1;\r\n-- caf\xc3\xa9 \xf0\x9f\x98\x80\n")
   local ok, msg, info = M.read(mdir .. "/2_b/migration.sql")
   H.eq(ok, nil)
   H.eq(msg, ('could not read migration file "%s/2_b/migration.sql": No such file or directory'):format(mdir))
@@ -104,6 +104,46 @@ T["read: bytes as is, BOM and CRLF kept"] = function()
   H.eq(ok, nil)
   H.contains(msg, "Is a directory")
   H.eq(info.missing, false)
+end
+
+T["read: a NUL byte or invalid UTF-8 is refused with file:line:byte, the bytes in info.text"] = function()
+  local _, mdir = H.project({ { "1_a", "SELECT 1;\n\0SELECT 2;\n" }, { "2_b", "-- ok\n-- caf\xe9\nSELECT 1;\n" },
+                              { "3_c", "SELECT 1;\n\xed\xa0\x80" } })
+  local ok, msg, info = M.read(mdir .. "/1_a/migration.sql")
+  H.eq(ok, nil)
+  H.eq(msg, mdir .. "/1_a/migration.sql:2:1: a NUL byte (0x00)")
+  H.same({ info.kind, info.line, info.byte, info.offset, info.value, info.text }, { "nul", 2, 1, 10, 0, "SELECT 1;\n\0SELECT 2;\n" })
+  ok, msg, info = M.read(mdir .. "/2_b/migration.sql")
+  H.eq(ok, nil)
+  H.eq(msg, mdir .. "/2_b/migration.sql:2:7: invalid UTF-8 (byte 0xE9)")
+  H.same({ info.kind, info.line, info.byte, info.value }, { "utf8", 2, 7, 0xE9 })
+  ok, msg = M.read(mdir .. "/3_c/migration.sql")
+  H.eq(msg, mdir .. "/3_c/migration.sql:2:1: invalid UTF-8 (byte 0xED)", "a surrogate is not UTF-8")
+end
+
+T["check: the first NUL or ill-formed UTF-8 sequence (Unicode D92)"] = function()
+  H.eq(M.check("plain\n\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"), nil)
+  local function at(s) local p = M.check(s); return p and (p.kind .. "@" .. p.offset) end
+  H.eq(at("a\0"), "nul@1")
+  H.eq(at("\xc0\xaf"), "utf8@0", "overlong")
+  H.eq(at("\xe0\x80\x80"), "utf8@0", "overlong 3-byte")
+  H.eq(at("ab\xe2\x82"), "utf8@2", "truncated at the end")
+  H.eq(at("\xf4\x90\x80\x80"), "utf8@0", "above U+10FFFF")
+  H.eq(at("\x80"), "utf8@0", "lone continuation byte")
+  H.raises(function() M.check(1, 2) end, "too many arguments")
+end
+
+T["prisma_text: invalid UTF-8 read as Node's fs.readFile(path, 'utf-8') does (U+FFFD per maximal subpart)"] = function()
+  -- the expected bytes are what node 18 prints for Buffer.from(hex, 'hex').toString('utf-8')
+  local function hx(h) return (h:gsub("..", function(x) return string.char(tonumber(x, 16)) end)) end
+  local cases = {
+    { "636166E9", "636166EFBFBD" }, { "E282", "EFBFBD" }, { "C0AF", "EFBFBDEFBFBD" },
+    { "F4908080", "EFBFBDEFBFBDEFBFBDEFBFBD" }, { "E0808061", "EFBFBDEFBFBDEFBFBD61" },
+    { "EDBFBF", "EFBFBDEFBFBDEFBFBD" }, { "6F6B0AF09F988020EDA08078", "6F6B0AF09F988020EFBFBDEFBFBDEFBFBD78" },
+  }
+  for _, c in ipairs(cases) do H.eq(M.prisma_text(hx(c[1])), hx(c[2]), c[1]) end
+  H.eq(M.prisma_text("a\0b"), "a\0b", "a NUL is valid UTF-8")
+  H.eq(M.prisma_text("caf\xc3\xa9"), "caf\xc3\xa9")
 end
 
 T["read: a large file"] = function()

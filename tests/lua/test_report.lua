@@ -641,7 +641,7 @@ T["report after a refusal: why nothing was done and what the team must fix; the 
   local refusal = jcol(aurl, "details", "action = 'refusal'")
   h.eq(s.approach.refusal.reason, refusal.reason)
   h.eq(s.approach.refusal.hint, refusal.hint)
-  h.contains(s.approach.refusal.reason, "fix the data")
+  h.contains(s.approach.refusal.reason, "remove or merge them, then run again")
   h.eq(s.approach.policy, "rollback-and-redeploy")
   h.eq(#s.steps, 1)
   h.eq(s.steps[1].action, "refuse")

@@ -295,16 +295,29 @@ T["NOT VALID constraint when the migration validates it; nullability"] = functio
   H.eq(verify.likely_failed_statement(u, ev).index, 1)
 end
 
-T["defaults compare by presence and record both texts"] = function()
+T["defaults: a created column's by presence; a default SET on an existing column by its text"] = function()
   local u = unit({ { "ALTER TABLE t ALTER COLUMN c SET DEFAULT 'x'", {
     { kind = "column", action = "alter", table = "t", name = "c", set = { default = "'x'", has_default = true } } } } })
+  -- the old default is still there: the ALTER did not happen
   local ev = verify.compare(u, snap({ tables = { t = { { "c", "text", false, "'y'::text" } } } }))
+  H.eq(ev.verdict, "absent")
+  H.eq(ev.items[1].state, "different")
+  H.same(ev.items[1].diffs[1], { field = "default", expected = "'x'", found = "'y'::text" })
+  ev = verify.compare(u, snap({ tables = { t = { { "c", "text", false, "'x'::text" } } } }))
   H.eq(ev.verdict, "complete")
   H.eq(ev.items[1].expected.default, "'x'")
-  H.eq(ev.items[1].found.default, "'y'::text")
+  H.eq(ev.items[1].found.default, "'x'::text")
   ev = verify.compare(u, snap({ tables = { t = { { "c", "text" } } } }))
   H.eq(ev.items[1].state, "different")
   H.eq(ev.items[1].diffs[1].field, "default")
+  -- a column this file creates: any spelling of a default is its default
+  local u2 = unit({ { "ALTER TABLE t ADD COLUMN d integer DEFAULT -1", {
+    { kind = "column", action = "create", table = "t", name = "d", type = "integer", default = "-1", has_default = true } } } })
+  H.eq(verify.compare(u2, snap({ tables = { t = { { "d", "integer", false, "'-1'::integer" } } } })).verdict, "complete")
+  H.eq(verify.norm_expr("'-1'::integer"), verify.norm_expr("-1"))
+  H.eq(verify.norm_expr("'OPEN'::\"TicketStatus\""), verify.norm_expr("'OPEN'"))
+  H.ok(verify.norm_expr("'open'") ~= verify.norm_expr("'OPEN'"), "case kept inside literals")
+  H.eq(verify.norm_expr("CURRENT_TIMESTAMP"), verify.norm_expr("current_timestamp"))
 end
 
 T["unverifiable: DML and DO only"] = function()

@@ -13,9 +13,11 @@ local C = {
 together): --keep N keeps the N newest, --older-than 30d keeps those younger than that; with both, a
 backup goes only when both rules let it go. Archives without a readable manifest are never touched.
 Each prune that removes something is recorded in the journal file (.migfix/journal.jsonl, action
-backup_prune, with every removed file, its size and SHA-256). --dry-run only says what would go.]],
+backup_prune, with every removed file, its size and SHA-256). --dry-run only says what would go.
+Archives (.dump) without a manifest and manifests whose archive is gone are always listed as
+warnings (JSON: orphans); with --verify they make the exit 1.]],
   options = {
-    { long = "verify", help = "check every archive against its manifest; exit 1 if any fails" },
+    { long = "verify", help = "check every archive against its manifest; exit 1 if any fails, or an archive has no manifest or a manifest no archive" },
     { long = "prune", help = "delete the backups outside the retention given by --keep and/or --older-than" },
     { long = "keep", arg = "N", help = "with --prune: keep the N newest backups (N >= 1)" },
     { long = "older-than", arg = "DURATION", help = "with --prune: delete backups older than DURATION (e.g. 30d, 12h)" },
@@ -90,7 +92,9 @@ function C.run(ctx, opts, args)
   end
   local dir = ctx:project().backup_dir
   local list, problems = backup.list(dir)
+  local orphans = backup.orphans(dir, list)
   local bad = 0
+  for _, o in ipairs(orphans) do if o.kind == "no_manifest" then bad = bad + 1 end end
   if opts.verify then
     for _, m in ipairs(list) do
       local ok, err = backup.verify(m)
@@ -106,7 +110,7 @@ function C.run(ctx, opts, args)
       for k, v in pairs(m) do o[k] = v end
       items[#items + 1] = o
     end
-    ui.out(json.encode({ directory = dir, backups = json.array(items), problems = json.array(problems),
+    ui.out(json.encode({ directory = dir, backups = json.array(items), problems = json.array(problems), orphans = json.array(orphans),
                          verified = opts.verify and (bad == 0) or json.null }, { pretty = true, sort_keys = true }))
   else
     if #list == 0 then
@@ -132,6 +136,9 @@ function C.run(ctx, opts, args)
       ui.table(cols, rows, "  ")
     end
     for _, pr in ipairs(problems) do ui.warn(pr.error) end
+    for _, o in ipairs(orphans) do
+      ui.warn(o.error, o.kind == "no_manifest" and "a backup still being written has no manifest yet; else restore its manifest, or delete the file" or nil)
+    end
   end
   if opts.verify and (bad > 0 or #problems > 0) then
     if not opts.json then

@@ -13,7 +13,11 @@ recorded error (SQLSTATE, class), the statement that most likely failed, and the
 For a data error (23505, 23502, 23503, 23514, 22xxx) the precondition of the failing
 statement is counted on the rows (duplicate groups, NULL rows, orphan rows, rows failing the
 CHECK or the conversion) with a few sample keys: holds, violated or unknown (docs/policies.md
-"Data evidence"). The connection is read-only (enforced by the server).]],
+"Data evidence"). An object counts as done only when the catalog positively shows it;
+what cannot be checked is "unverifiable", with the reason. The connection is read-only
+(enforced by the server). Exit 1 when a migration is failed; 4 when migfix hit an internal
+error on one of them (that migration is then "unverifiable" with the error; the others are
+still diagnosed).]],
   options = {
     { long = "json", help = "print a JSON document (fields in README \"diagnose --json\")" },
     { long = "objects", help = "list every object, not only those that are not as expected" },
@@ -29,7 +33,14 @@ local function item_doc(it)
     kind = it.kind, schema = jv(it.schema), name = jv(it.name), table = jv(it.table), enum = jv(it.enum), action = it.action,
     state = it.state, statement = jv(it.stmt), line = jv(it.line),
     diffs = json.array(it.diffs or {}),
+    reason = jv(it.reason),
   }
+end
+
+local function invalid_doc(list)
+  local out = {}
+  for i, ix in ipairs(list or {}) do out[i] = { schema = jv(ix.schema), name = ix.name, table = jv(ix.table) } end
+  return json.array(out)
 end
 
 function C.document(diags)
@@ -45,8 +56,10 @@ function C.document(diags)
       likely_failed_statement = d.likely_failed_statement or json.null,
       execution = d.execution or json.null,
       inconsistent = jv(d.inconsistent),
+      internal_error = jv(d.internal_error),
       counts = d.evidence and d.evidence.counts or json.null,
       data = d.data or json.null,
+      invalid_indexes = invalid_doc(d.evidence and d.evidence.invalid_indexes),
       objects = json.array(items),
     }
   end
@@ -64,7 +77,7 @@ local function describe(v)
 end
 
 local function full_name(it)
-  local n = it.name
+  local n = it.name or "?"  -- a data change names no object
   if it.table and it.kind ~= "table" then n = it.table .. "." .. n end
   if it.enum then n = it.enum .. "." .. n end
   return n
@@ -90,14 +103,21 @@ function C.print(diags, opts)
         local why = {}
         for _, s in ipairs(d.execution.tx_control) do why[#why + 1] = "transaction control at line " .. s.line end
         for _, s in ipairs(d.execution.non_transactional) do why[#why + 1] = s.reason .. " at line " .. s.line end
-        if d.execution.unit == "statement" then why[#why + 1] = "statement-by-statement engine" end
+        if d.execution.unit == "statement" then
+          why[#why + 1] = d.execution.engine == "adapter" and "the driver-adapter engine sends it statement by statement"
+            or "statement-by-statement engine"
+        end
         ui.out("  runs as: several transactions (" .. table.concat(why, "; ") .. ")")
       end
+    end
+    if d.internal_error then
+      ui.out(ui.paint("  internal error: ", "red") .. d.internal_error)
     end
     if d.error then
       local e = d.error
       ui.out(("  error: %s%s[%s]"):format(e.sqlstate and (e.sqlstate .. " ") or "", e.message and (e.message .. " ") or "", e.class or "unknown"))
       if e.detail then ui.out("         " .. e.detail) end
+      if e.truncated then ui.out(("         (logs: %d bytes; the first %d read)"):format(e.logs_bytes, require("migfix.errclass").MAX_TEXT)) end
     end
     if d.data and d.data.status ~= "not_applicable" then
       local dd = d.data
@@ -115,6 +135,14 @@ function C.print(diags, opts)
       end
     end
     if d.inconsistent then ui.out(ui.paint("  note: ", "yellow") .. d.inconsistent) end
+    if d.partial_expected then ui.out("  note: " .. d.partial_expected) end
+    local inv = d.evidence and d.evidence.invalid_indexes or {}
+    if #inv > 0 then
+      local names = {}
+      for _, ix in ipairs(inv) do names[#names + 1] = ('"%s"."%s"'):format(ix.schema or "?", ix.name) end
+      ui.out(ui.paint("  INVALID indexes: ", "red") .. table.concat(names, ", ") ..
+        " (a rerun with IF NOT EXISTS would skip them; drop them with DROP INDEX CONCURRENTLY IF EXISTS first)")
+    end
     if d.evidence then
       local c = d.evidence.counts or {}
       local parts = {}
@@ -144,7 +172,7 @@ function C.print(diags, opts)
           for _, df in ipairs(it.diffs or {}) do
             detail[#detail + 1] = ("%s: expected %s, found %s"):format(df.field, describe(df.expected), describe(df.found))
           end
-          if it.state == "unverifiable" and it.text then detail[#detail + 1] = it.text:gsub("%s+", " "):sub(1, 60) end
+          if it.state == "unverifiable" and it.reason then detail[#detail + 1] = it.reason end
           rows[#rows + 1] = { kind = it.kind, name = full_name(it), expected = exp, found = found,
                               line = it.line or "", detail = table.concat(detail, "; ") }
         end
@@ -178,8 +206,12 @@ function C.run(ctx, opts, args)
   else
     C.print(diags, opts)
   end
-  local any_failed = false
-  for _, d in ipairs(diags) do if d.state == "failed" then any_failed = true end end
+  local any_failed, internal = false, false
+  for _, d in ipairs(diags) do
+    if d.state == "failed" then any_failed = true end
+    if d.internal_error then internal = true end
+  end
+  if internal then return ui.EXIT.FAILURE end
   return any_failed and ui.EXIT.ATTENTION or ui.EXIT.OK
 end
 

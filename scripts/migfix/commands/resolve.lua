@@ -51,6 +51,7 @@ function C.run(ctx, opts, args)
   local function validate()
     -- Prisma's refusals, before any backup
     local st = R.st
+    require("migfix.ledger").refuse_if_bad(st)
     local entry = st.by_name[name] or { name = name, rows = {} }
     if applied then
       lw.mark_applied(conn, st.schema, entry, entry["local"] and entry["local"].text, { create_table = not st.exists })

@@ -198,6 +198,7 @@ function C.run(ctx, opts, args)
   lw.with_lock(conn, actions.lock_ms(R), function()
     -- read again under the lock: a deploy may have run meanwhile
     local s2 = R:refresh()
+    require("migfix.ledger").refuse_if_bad(s2)
     local e2 = s2.by_name[name]
     if e2.state ~= e.state then
       ui.fail { message = ("migration \"%s\" changed state to %s meanwhile; nothing was written"):format(name, e2.state),

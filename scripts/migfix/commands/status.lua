@@ -34,10 +34,20 @@ local function jrow(r)
     local v = r[c]
     o[c] = (v == nil or db.isnull(v)) and json.null or v
   end
+  -- logs longer than ledger.LOGS_EXCERPT bytes: the first LOGS_EXCERPT characters and the whole size
+  local n = tonumber(r.logs_bytes)
+  if n and n > ledger.LOGS_EXCERPT then o.logs_bytes, o.logs_truncated = math.tointeger(n), true end
   return o
 end
 
 function C.headline(st)
+  local h, kind = C.headline_of(st)
+  local n = #(st.ledger_problems or {}) + #(st.file_problems or {})
+  if n > 0 then h = ("%d problem%s (see below); "):format(n, n == 1 and "" or "s") .. h end
+  return h, kind
+end
+
+function C.headline_of(st)
   local s = st.summary
   if st.p3005 then
     return ("P3005: prisma migrate deploy would refuse: the database schema \"%s\" is not empty and has no _prisma_migrations table (tables: %s)"):format(
@@ -84,6 +94,8 @@ function C.document(ctx, st, slow)
                failed = json.array(failed), pending = json.array(pending) },
     prisma_status = { exit = st.prisma_status.exit, says = st.prisma_status.says },
     summary = st.summary, problems = json.array(st.problems),
+    ledger_problems = json.array(C.problem_docs(st)),
+    file_problems = json.array(st.file_problems or {}),
     migrations = json.array(migs),
   }
 end
@@ -103,9 +115,20 @@ function C.check_p3005(conn, st)
   return st.p3005
 end
 
+function C.problem_docs(st)
+  local out = {}
+  for _, p in ipairs(st.ledger_problems or {}) do
+    out[#out + 1] = { kind = p.kind, row = p.row or json.null, ctid = p.ctid or json.null, id = p.id or json.null,
+                      migration_name = p.migration_name or json.null, column = p.column or json.null,
+                      message = p.message, fix = p.fix or json.null }
+  end
+  return out
+end
+
 function C.needs_attention(st)
   local s = st.summary
   return st.p3005 ~= nil or st.deploy.refuses or #st.deploy.pending > 0 or s.modified > 0 or s.missing > 0 or #st.problems > 0
+    or #(st.file_problems or {}) > 0
 end
 
 function C.print(ctx, st, slow)
@@ -130,7 +153,8 @@ function C.print(ctx, st, slow)
       if e.state == "failed" then
         local f
         for _, r in ipairs(e.rows) do if ledger.is_failed(r) then f = r end end
-        notes[#notes + 1] = "started " .. tostring(f.started_at) .. (ledger.null(f.logs) and ", no logs" or "")
+        notes[#notes + 1] = (ledger.null(f.started_at) and "started_at NULL" or ("started " .. tostring(f.started_at)))
+          .. (ledger.null(f.logs) and ", no logs" or (tonumber(f.logs_bytes) or 0) > 4096 and (", logs " .. math.tointeger(tonumber(f.logs_bytes)) .. " bytes") or "")
       end
       rows[#rows + 1] = { name = e.name, state = e.state, checksum = ui.short(e.local_checksum), rows = #e.rows,
                           duration = stamped and "resolved" or (d and health.fmt_duration(d) or ""), slow = is_slow,
@@ -145,7 +169,15 @@ function C.print(ctx, st, slow)
       { key = "note", title = "NOTE" },
     }, rows, "  ")
   end
-  for _, pr in ipairs(st.problems) do ui.out(ui.paint("problem: ", "red") .. pr) end
+  for _, pr in ipairs(st.ledger_problems or {}) do
+    ui.out(ui.paint("problem: ", "red") .. pr.message)
+    if pr.fix then ui.out("  fix: " .. pr.fix) end
+  end
+  for _, fp in ipairs(st.file_problems or {}) do
+    ui.out(ui.paint("problem: ", "red") .. fp.message .. (fp.kind == "nul"
+      and ": Prisma's deploy fails on it; migfix refuses to read or run it"
+      or ": Prisma reads it with U+FFFD in place of the invalid bytes (the checksum shown is of that text); migfix refuses to run it"))
+  end
   if st.p3005 then
     ui.out("")
     ui.out("Prisma says:")
@@ -169,7 +201,7 @@ function C.run(ctx, opts)
     if not slow then ui.fail { message = "invalid --slow: " .. err, code = ui.EXIT.USAGE } end
   end
   local conn = ctx:connect { readonly = true }
-  local st = ctx:state(conn)
+  local st = ctx:state(conn, { report_files = true })
   C.check_p3005(conn, st)
   if opts.json then
     ui.out(json.encode(C.document(ctx, st, slow), { pretty = true }))

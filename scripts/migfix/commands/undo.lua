@@ -168,6 +168,7 @@ function C.undo_one(ctx, conn, opts, p, schema, rep, confirmed)
   local refused, restored_rows, current_rows, u
   local t0 = sys.now_ms()
   lw.with_lock(conn, actions.lock_ms(R), function()
+    require("migfix.ledger").refuse_if_bad(conn, schema)
     txn.run(conn, function()
       lw.lock_table(conn, schema)
       local d, e2, i2 = lw.diff_rows(conn, schema, names, after)

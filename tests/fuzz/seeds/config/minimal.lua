@@ -1,0 +1,1 @@
+return { environments = { dev = { url = "postgresql://u@localhost/db", policies = { "apply-if-complete" } } } }

@@ -1,0 +1,2 @@
+CREATE TABLE "D" (id int);
+INSERT INTO "D" VALUES ('abc);

@@ -1,0 +1,2 @@
+DO $$ BEGIN RAISE NOTICE 'x'; END $$;
+/* unterminated comment

@@ -1,0 +1,1 @@
+SELECT U&'\0041' UESCAPE '!', E'\x41', $tag$ body $tag$;
