@@ -103,6 +103,30 @@ T["string metatable: hidden from policies; string.dump reachable neither way"] =
   h.contains(e.message, "attempt to call a nil value (method 'dump')")
 end
 
+T["string.dump: no route in a policy yields bytecode (the effect, not the error text)"] = function()
+  local probe = table.concat({
+    'local routes = {',
+    '  function() return ("").dump end, function() return string.dump end,',
+    '  function() return rawget(string, "dump") end,',
+    '  function() local mt = getmetatable("") return type(mt) == "table" and type(mt.__index) == "table" and mt.__index.dump end,',
+    '  function() for k, v in pairs(string) do if k == "dump" then return v end end end,',
+    '  function() return load end,',
+    '}',
+    'local got = 0',
+    'for _, r in ipairs(routes) do',
+    '  local ok, f = pcall(r)',
+    '  if ok and type(f) == "function" then',
+    '    local ok2, b = pcall(f, function() return 1 end)',
+    '    if ok2 and type(b) == "string" and #b > 0 then got = got + 1 end',
+    '  end',
+    'end',
+    'plan:note(("%d routes to bytecode"):format(got))',
+  }, " ")
+  local d = policy.evaluate({ simple("dump_routes", "return true", probe) }, M, ENV)
+  h.eq(d.actions[1].text, "0 routes to bytecode")
+  h.eq(type(string.dump(function() end)), "string", "the host's string.dump is untouched")
+end
+
 local TAMPER = [[
 local p = { name = "tamper" }
 function p.applies(m)
@@ -292,6 +316,15 @@ T["memory: the evidence handed in does not count against the budget"] = function
   local m = { name = "x", verdict = "complete", counts = { present = 1, absent = 0 }, statements = big }
   local d = policy.evaluate({ simple("reads_big", "return #m.statements == 20000", 'plan:note(#m.statements[20000].text)') }, m, ENV)
   h.eq(d.actions[1].text, tostring(#big[20000].text))
+end
+
+T["memory: a bomb in a lint rule is stopped by the budget, naming the rule's file:line"] = function()
+  local checks = rule_dir { ["M1-bomb.lua"] = 'return { id = "M1", title = "bomb", check = function(s, ctx)\n  local t = {} while true do pcall(function() t[#t + 1] = ("x"):rep(1e6) .. #t end) end\nend }\n' }
+  local rules = assert(lint.load_rules({ checks }))
+  local e = failure(function() lint_text(rules, "CREATE TABLE a (id int);\n") end)
+  h.eq(e.code, ui.EXIT.USAGE)
+  h.contains(e.message, "lint rule M1 (" .. checks .. "/M1-bomb.lua) failed on m.sql:1")
+  h.contains(e.message, "used more than 64 MB of memory (allocation budget) at " .. checks .. "/M1-bomb.lua:2")
 end
 
 -- migfix.lua ----------------------------------------------------------------------------------
