@@ -506,6 +506,21 @@ static int ro_pairs(lua_State *G)
     return 3;
 }
 
+/* next(t, k) that reads through a read-only proxy (the guest's global next). */
+static int g_next(lua_State *G)
+{
+    luaL_checktype(G, 1, LUA_TTABLE);
+    lua_settop(G, 2);
+    Sandbox *s = sandbox_of(G);
+    if (is_lazy(G, s, 1) || push_store(G, 1)) {
+        if (lua_gettop(G) == 3) lua_pop(G, 1);
+        return ro_next(G);
+    }
+    if (lua_next(G, 1)) return 2;
+    lua_pushnil(G);
+    return 1;
+}
+
 static void freeze_value(lua_State *G, Sandbox *s, int idx, int seen, int depth)
 {
     idx = lua_absindex(G, idx);
@@ -773,6 +788,8 @@ static int open_guest(lua_State *G)
     lua_setglobal(G, LUA_DBLIBNAME);
     lua_pushcfunction(G, g_freeze);
     lua_setglobal(G, "freeze");
+    lua_pushcfunction(G, g_next);
+    lua_setglobal(G, "next");
     new_maps(G, o->s);
     lua_createtable(G, 0, 5); /* the metatable of proxies not yet filled */
     lua_pushcfunction(G, lazy_index);

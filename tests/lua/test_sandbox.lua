@@ -88,6 +88,9 @@ T["migfix.sandbox: data crosses as copies; functions do not; shared tables stay 
   h.eq(none, nil) h.contains(msg, "field \"a\" is a function, which cannot enter the sandbox")
   local _, wrote, err, mt, n, raw = sb:call("ro", { 10, 20, a = { v = 1 } })
   h.eq(wrote, false) h.contains(err, "the evidence is read-only") h.eq(mt, false) h.eq(n, 2) h.eq(raw, nil)
+  assert(sb:load("function nx(t) local k, v = next(t) return k, v, next({}) end", "=t2"))
+  local _, k, v, none2 = sb:call("nx", { only = 7 })
+  h.eq(k, "only", "next reads through a read-only table") h.eq(v, 7) h.eq(none2, nil)
   h.eq(shared.v, 1)
 end
 
