@@ -4,6 +4,8 @@
 #   make test       every test against a real PostgreSQL; ends with "N passed, N failed"
 #   make bench      benchmarks (not tests)
 #   make stress     kill -9 at every libpq message / spawn of run, deploy, resolve, undo; races
+#   make corpus CORPUS="DIR [DIR...]"  differential state harness over Prisma
+#                   migrations folders (not a test; tests/corpus/README.md)
 #   make asan       build with AddressSanitizer/UBSan into build/asan/migfix
 #   make install    PREFIX=/usr/local DESTDIR= : binary, scripts, policies, docs, man page, completions
 #   make uninstall  remove what make install put there (same PREFIX and DESTDIR)
@@ -42,7 +44,7 @@ DOCS    := README.md $(wildcard docs/*.md)
 RUN     := MIGFIX_HOME='$(CURDIR)' $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
 GEN     := $(BUILD)/man/migfix.1 $(BUILD)/completion/migfix.bash $(BUILD)/completion/_migfix
 
-.PHONY: all deps demo test bench stress asan clean unit install uninstall matrix gen fuzz FORCE
+.PHONY: all deps demo test bench corpus stress asan clean unit install uninstall matrix gen fuzz FORCE
 
 all: deps $(BIN)
 
@@ -161,6 +163,9 @@ stress: all
 
 matrix: all
 	@tests/matrix/run
+
+corpus: all
+	@tests/corpus/run $(CORPUS)
 
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \

@@ -4,7 +4,7 @@
  * conn:query(sql, ...)  -> rows, columns, affected | nil, msg, info
  * conn:exec(sql)        -> true, {tag, affected} | nil, msg, info
  * conn:begin(opts)      -> tx (tx:commit, tx:rollback, tx:active; <close>)
- * conn:advisory_lock(key, timeout_ms), conn:advisory_unlock(key)
+ * conn:try_advisory_lock(key), conn:advisory_unlock(key) (the wait: migfix.ledger)
  * db.parse_url(url), db.redact(text), db.NULL, db.isnull(v)
  *
  * Expected failures (server down, auth, SQL error, lock held) return
@@ -32,7 +32,6 @@
 #define URL_MT "migfix.db.url"
 
 #define MAX_NOTICES 1000
-#define MIGRATE_LOCK_KEY 72707369
 
 /* Type OIDs (pg_type.dat). */
 #define BOOLOID 16
@@ -109,13 +108,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(double ms)
-{
-    if (ms <= 0) return;
-    struct timespec ts = {(time_t)(ms / 1000), (long)(fmod(ms, 1000.0) * 1e6)};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
 }
 
 /* Push text with every URL password masked. */
@@ -813,100 +805,22 @@ static int conn_quote_literal(lua_State *L) { return quote(L, 0); }
 
 /* ---- advisory lock ------------------------------------------------------ */
 
-#define HOLDERS_SQL \
-    "SELECT a.pid, a.usename, a.application_name, host(a.client_addr) AS client_addr, a.state, " \
-    "a.backend_start, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid " \
-    "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1 " \
-    "AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) " \
-    "ORDER BY a.backend_start, a.pid"
-
-static int conn_advisory_lock(lua_State *L)
+/* One try, never a wait: the bounded wait, its backoff and the message
+ * naming the holder are migfix.ledger's (Lua). */
+static int conn_try_advisory_lock(lua_State *L)
 {
     Conn *c = checkconn(L, 1);
     lua_Integer key = luaL_checkinteger(L, 2);
-    lua_Integer timeout = luaL_optinteger(L, 3, 10000);
-    luaL_argcheck(L, timeout >= 0, 3, "timeout must be >= 0 ms");
-    mf_checknargs(L, 3, "conn:advisory_lock(key, timeout_ms)");
-    lua_settop(L, 3);
+    mf_checknargs(L, 2, "conn:try_advisory_lock(key)");
     char keybuf[32];
     snprintf(keybuf, sizeof keybuf, "%lld", (long long)key);
-    const char *vals[2] = {keybuf, NULL};
-
-    double deadline = now_ms() + (double)timeout, wait = 25;
-    for (;;) {
-        Box *b = newbox(L);
-        b->res = PQexecParams(c->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, vals, NULL, NULL, 0);
-        if (PQresultStatus(b->res) != PGRES_TUPLES_OK) return push_result_error(L, c, b->res);
-        int got = PQgetvalue(b->res, 0, 0)[0] == 't';
-        box_release(b);
-        lua_pop(L, 1);
-        if (got) { lua_pushboolean(L, 1); return 1; }
-        double left = deadline - now_ms();
-        if (left <= 0) break;
-        sleep_ms(wait < left ? wait : left);
-        wait = wait * 2 > 250 ? 250 : wait * 2;
-    }
-
-    /* who holds it: one-argument bigint keys show as classid = high 32
-     * bits, objid = low 32 bits, objsubid = 1 */
-    char classid[16], objid[16];
-    snprintf(classid, sizeof classid, "%u", (unsigned)((unsigned long long)key >> 32));
-    snprintf(objid, sizeof objid, "%u", (unsigned)((unsigned long long)key & 0xffffffffu));
-    const char *hv[2] = {classid, objid};
+    const char *vals[1] = {keybuf};
     Box *b = newbox(L);
-    b->res = PQexecParams(c->pg, HOLDERS_SQL, 2, NULL, hv, NULL, NULL, 0);
+    b->res = PQexecParams(c->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) return push_result_error(L, c, b->res);
-    push_rows(L, b->res);
-    lua_pop(L, 1); /* columns */
-    int holders = lua_gettop(L);
-
-    char msbuf[32];
-    snprintf(msbuf, sizeof msbuf, "%lld", (long long)timeout);
-    luaL_Buffer B;
-    luaL_buffinit(L, &B);
-    luaL_addstring(&B, key == MIGRATE_LOCK_KEY ? "could not acquire the migration lock" : "could not acquire the advisory lock");
-    luaL_addstring(&B, " pg_advisory_lock(");
-    luaL_addstring(&B, keybuf);
-    luaL_addstring(&B, ") within ");
-    luaL_addstring(&B, msbuf);
-    luaL_addstring(&B, " ms: held by ");
-    int nh = PQntuples(b->res);
-    if (nh == 0) luaL_addstring(&B, "another session");
-    for (int r = 0; r < nh; r++) {
-        char ts[64];
-        const char *since = PQgetvalue(b->res, r, 5);
-        if (iso_timestamp(since, 1, ts, sizeof ts) == 0) since = ts;
-        if (r > 0) luaL_addstring(&B, ", ");
-        luaL_addstring(&B, "pid ");
-        luaL_addstring(&B, PQgetvalue(b->res, r, 0));
-        luaL_addstring(&B, " (application \"");
-        luaL_addstring(&B, PQgetvalue(b->res, r, 2));
-        luaL_addstring(&B, "\", user \"");
-        luaL_addstring(&B, PQgetvalue(b->res, r, 1));
-        luaL_addstring(&B, "\", since ");
-        luaL_addstring(&B, since);
-        luaL_addchar(&B, ')');
-    }
-    luaL_pushresult(&B);
-    int mi = lua_gettop(L);
-    lua_pushnil(L);
-    lua_pushvalue(L, mi);
-    lua_createtable(L, 0, 6);
-    lua_pushliteral(L, "55P03");
-    lua_setfield(L, -2, "sqlstate");
-    lua_pushvalue(L, mi);
-    lua_setfield(L, -2, "message");
-    lua_pushliteral(L, "Another session holds the lock, e.g. a migration still running; "
-                       "if it is a stale session, end it with pg_terminate_backend(pid).");
-    lua_setfield(L, -2, "hint");
-    lua_pushvalue(L, holders);
-    lua_setfield(L, -2, "holders");
-    lua_pushinteger(L, key);
-    lua_setfield(L, -2, "key");
-    lua_pushinteger(L, timeout);
-    lua_setfield(L, -2, "timeout_ms");
+    lua_pushboolean(L, PQgetvalue(b->res, 0, 0)[0] == 't');
     box_release(b);
-    return 3;
+    return 1;
 }
 
 static int conn_advisory_unlock(lua_State *L)
@@ -1123,7 +1037,7 @@ static const luaL_Reg conn_meta[] = {
 };
 
 static const luaL_Reg conn_methods[] = {
-    {"advisory_lock", conn_advisory_lock},
+    {"try_advisory_lock", conn_try_advisory_lock},
     {"advisory_unlock", conn_advisory_unlock},
     {"begin", conn_begin},
     {"close", conn_close},
@@ -1164,24 +1078,12 @@ static const luaL_Reg lib[] = {
     {NULL, NULL}
 };
 
-static void createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
-{
-    luaL_newmetatable(L, name);
-    luaL_setfuncs(L, meta, 0);
-    if (methods) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-}
-
 int luaopen_migfix_db(lua_State *L)
 {
-    createmeta(L, BOX_MT, box_meta, NULL);
-    createmeta(L, CONN_MT, conn_meta, conn_methods);
-    createmeta(L, TX_MT, tx_meta, tx_methods);
-    createmeta(L, URL_MT, url_meta, NULL);
+    mf_createmeta(L, BOX_MT, box_meta, NULL);
+    mf_createmeta(L, CONN_MT, conn_meta, conn_methods);
+    mf_createmeta(L, TX_MT, tx_meta, tx_methods);
+    mf_createmeta(L, URL_MT, url_meta, NULL);
     luaL_newlib(L, lib);
     mf_pushnull(L);
     lua_setfield(L, -2, "NULL");

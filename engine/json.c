@@ -494,6 +494,9 @@ static const luaL_Reg lib[] = {
     {NULL, NULL}
 };
 
+static const luaL_Reg buf_meta[] = {{"__gc", buf_gc}, {"__close", buf_gc}, {NULL, NULL}};
+static const luaL_Reg tree_meta[] = {{"__gc", tree_gc}, {"__close", tree_gc}, {NULL, NULL}};
+
 int luaopen_migfix_json(lua_State *L)
 {
     if (luaL_newmetatable(L, ARRAY_MT)) {
@@ -501,16 +504,8 @@ int luaopen_migfix_json(lua_State *L)
         lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, BUF_MT)) {
-        lua_pushcfunction(L, buf_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, TREE_MT)) {
-        lua_pushcfunction(L, tree_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, BUF_MT, buf_meta, NULL);
+    mf_createmeta(L, TREE_MT, tree_meta, NULL);
     luaL_newlib(L, lib);
     mf_pushnull(L);
     lua_setfield(L, -2, "null");

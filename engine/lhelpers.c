@@ -94,3 +94,16 @@ int mf_isnull(lua_State *L, int idx)
 {
     return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == (void *)&mf_null_anchor;
 }
+
+void mf_createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
+{
+    if (luaL_newmetatable(L, name)) {
+        if (meta) luaL_setfuncs(L, meta, 0);
+        if (methods) {
+            lua_newtable(L);
+            luaL_setfuncs(L, methods, 0);
+            lua_setfield(L, -2, "__index");
+        }
+    }
+    lua_pop(L, 1);
+}

@@ -559,15 +559,11 @@ static const luaL_Reg lib[] = {
     {NULL, NULL}
 };
 
+static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
+
 int luaopen_migfix_migrations(lua_State *L)
 {
-    if (luaL_newmetatable(L, BOX_NAME)) {
-        lua_pushcfunction(L, box_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, box_gc);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, BOX_NAME, box_meta, NULL);
     luaL_newlib(L, lib);
     return 1;
 }

@@ -1,4 +1,5 @@
-/* migfix.proc — child processes without a shell, and a few clock/tty helpers.
+/* migfix.proc — child processes without a shell (clocks, sleeping and
+ * terminals are luaposix's: migfix.sys).
  *
  * @module migfix.proc
  *
@@ -215,11 +216,9 @@ static struct strv *strv_new(lua_State *L)
     struct strv *s = lua_newuserdatauv(L, sizeof *s, 0);
     s->v = NULL;
     s->n = s->cap = 0;
-    if (luaL_newmetatable(L, "migfix.proc.strv")) {
-        lua_pushcfunction(L, strv_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    static const luaL_Reg strv_meta[] = {{"__gc", strv_gc}, {"__close", strv_gc}, {NULL, NULL}};
+    mf_createmeta(L, "migfix.proc.strv", strv_meta, NULL);
+    luaL_setmetatable(L, "migfix.proc.strv");
     return s;
 }
 
@@ -669,45 +668,6 @@ static int h_tostring(lua_State *L)
 /* ---- module functions -------------------------------------------------- */
 
 /***
- * Whether fd (0, 1, 2...) is a terminal.
- * @function isatty
- * @tparam int fd
- * @treturn bool
- */
-static int l_isatty(lua_State *L)
-{
-    int fd = (int)luaL_checkinteger(L, 1);
-    lua_pushboolean(L, isatty(fd) == 1);
-    return 1;
-}
-
-/***
- * Monotonic clock in milliseconds (float).
- * @function now
- * @treturn number
- */
-static int l_now(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
-    return 1;
-}
-
-/***
- * Sleep for ms milliseconds.
- * @function sleep
- * @tparam number ms
- */
-static int l_sleep(lua_State *L)
-{
-    lua_Number ms = luaL_checknumber(L, 1);
-    if (ms < 0) return luaL_argerror(L, 1, "must not be negative");
-    sleep_ms((double)ms);
-    return 0;
-}
-
-/***
  * Full path of an executable found on $PATH (or name itself when it
  * contains a slash and is executable).
  * @function which
@@ -734,16 +694,12 @@ static const luaL_Reg meth[] = {
 static const luaL_Reg metameth[] = {
     {"__close", h_gc},
     {"__gc", h_gc},
-    {"__index", NULL},
     {"__tostring", h_tostring},
     {NULL, NULL}
 };
 
 static const luaL_Reg lib[] = {
-    {"isatty", l_isatty},
-    {"now", l_now},
     {"run", l_run},
-    {"sleep", l_sleep},
     {"spawn", l_spawn},
     {"which", l_which},
     {NULL, NULL}
@@ -751,13 +707,7 @@ static const luaL_Reg lib[] = {
 
 int luaopen_migfix_proc(lua_State *L)
 {
-    if (luaL_newmetatable(L, PROC_MT)) {
-        luaL_setfuncs(L, metameth, 0);
-        luaL_newlibtable(L, meth);
-        luaL_setfuncs(L, meth, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, PROC_MT, metameth, meth);
     luaL_newlib(L, lib);
     return 1;
 }

@@ -560,6 +560,23 @@ static int g_freeze(lua_State *G)
     return 1;
 }
 
+/* store_set(proxy, key, value): set a field of a read-only proxy's store
+ * (filled first). Guest only, for migfix's own guest code: lint hands the
+ * parse tree of the statement being checked in with it, and takes it away
+ * afterwards (the proxy of a statement may have been filled before). */
+static int g_store_set(lua_State *G)
+{
+    luaL_checktype(G, 1, LUA_TTABLE);
+    luaL_checkany(G, 2);
+    lua_settop(G, 3);
+    ensure_filled(G, 1);
+    if (!push_store(G, 1)) return luaL_argerror(G, 1, "read-only table expected");
+    lua_pushvalue(G, 2);
+    lua_pushvalue(G, 3);
+    lua_rawset(G, -3);
+    return 0;
+}
+
 /* ---- copying out ---------------------------------------------------------------- */
 
 static void path_text(struct xfer *x, char *out, size_t n)
@@ -790,6 +807,8 @@ static int open_guest(lua_State *G)
     lua_setglobal(G, "freeze");
     lua_pushcfunction(G, g_next);
     lua_setglobal(G, "next");
+    lua_pushcfunction(G, g_store_set);
+    lua_setglobal(G, "store_set");
     new_maps(G, o->s);
     lua_createtable(G, 0, 5); /* the metatable of proxies not yet filled */
     lua_pushcfunction(G, lazy_index);
@@ -1012,6 +1031,117 @@ static int s_release(lua_State *L)
     return 0;
 }
 
+/* Protected, in G: forget the host addresses pushed as light userdata
+ * 2..top: their proxies (if any) no longer read from the host. */
+static int forget_guest(lua_State *G)
+{
+    Sandbox *s = sandbox_of(G);
+    int top = lua_gettop(G);
+    lua_rawgeti(G, LUA_REGISTRYINDEX, s->gseen);
+    int seen = lua_gettop(G);
+    lua_rawgeti(G, LUA_REGISTRYINDEX, s->lazyinfo);
+    int info = lua_gettop(G);
+    for (int i = 1; i <= top; i++) {
+        lua_pushvalue(G, i);
+        if (lua_rawget(G, seen) == LUA_TTABLE) { /* its proxy: gone when read again */
+            lua_pushnil(G);
+            lua_rawset(G, info);
+        } else {
+            lua_pop(G, 1);
+        }
+        lua_pushvalue(G, i);
+        lua_pushnil(G);
+        lua_rawset(G, seen);
+    }
+    return 0;
+}
+
+/* Collect (in the host table at 2, as light userdata keys) the host tables
+ * reachable from the table at 1 that are anchored (handed in): a table's
+ * children are anchored when it is read, so the walk stops at what the
+ * guest never read. Protected, on the host; 1: refs. */
+static int collect_anchored(lua_State *L)
+{
+    /* 1: refs, 2: out (address -> true), 3: the table */
+    if (lua_type(L, 3) != LUA_TTABLE) return 0;
+    const void *p = lua_topointer(L, 3);
+    lua_pushlightuserdata(L, (void *)p);
+    if (lua_rawget(L, 1) == LUA_TNIL) { lua_pop(L, 1); return 0; }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, (void *)p);
+    if (lua_rawget(L, 2) != LUA_TNIL) { lua_pop(L, 1); return 0; } /* seen */
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, (void *)p);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, 2);
+    luaL_checkstack(L, 8, "forget");
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        for (int i = -2; i <= -1; i++) {
+            if (lua_type(L, i) == LUA_TTABLE) {
+                lua_pushcfunction(L, collect_anchored);
+                lua_pushvalue(L, 1);
+                lua_pushvalue(L, 2);
+                lua_pushvalue(L, i - 3);
+                lua_call(L, 3, 0);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/***
+ * Forget a host table handed in before release(), and every table in it
+ * the guest read: the host may drop them (they are no longer kept alive),
+ * and the guest's proxies of them raise "gone" when read again. For data
+ * that is large and lives shorter than one release(), such as the parse
+ * tree of the statement being checked.
+ * @function sandbox:forget
+ * @tparam table t
+ */
+static int s_forget(lua_State *L)
+{
+    Sandbox *s = check_open(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    mf_checknargs(L, 2, "sb:forget(table)");
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    lua_pushcfunction(L, collect_anchored);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs);
+    int refs = lua_gettop(L);
+    lua_pushvalue(L, out);
+    lua_pushvalue(L, 2);
+    lua_call(L, 3, 0);
+    lua_State *G = s->G;
+    int n = 0;
+    lua_settop(G, 0);
+    int was = s->unlimited;
+    s->unlimited = 1; /* the guest's stack, for the addresses: not the guest's to pay for */
+    lua_pushcfunction(G, forget_guest);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs);
+    refs = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, out)) {
+        lua_pop(L, 1);
+        if (!lua_checkstack(G, 2)) break;
+        lua_pushlightuserdata(G, lua_touserdata(L, -1));
+        n++;
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, refs);
+    }
+    int rc = lua_pcall(G, n, 0, 0);
+    s->unlimited = was;
+    if (rc != LUA_OK) {
+        lua_pushfstring(L, "could not forget the sandbox's data: %s", lua_tostring(G, -1));
+        lua_settop(G, 0);
+        return lua_error(L);
+    }
+    lua_settop(G, 0);
+    return 0;
+}
+
 /***
  * Memory figures of the guest, in bytes.
  * @function sandbox:stats
@@ -1106,6 +1236,7 @@ static int l_new(lua_State *L)
 static const luaL_Reg meth[] = {
     {"call", s_call},
     {"close", s_close},
+    {"forget", s_forget},
     {"load", s_load},
     {"release", s_release},
     {"stats", s_stats},

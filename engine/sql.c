@@ -7,6 +7,7 @@
  *   sql.span(text, location, length) -> {text=, offset=, length=, line=, end_line=} | nil
  *   sql.fingerprint(text)  -> hex | nil, message, err
  *   sql.parse_plpgsql(text) -> { {PLpgSQL_function = {...}}, ... } | nil, message, err
+ *   sql.statements(text)   -> iterator: raw, span per statement | false, message, err
  *
  * err = { message =, cursorpos =, line =, column = } (line and column 1-based,
  * column counted in characters; both nil when the server gave no position).
@@ -15,7 +16,9 @@
  * whose __gc frees it, so an error raised while converting leaks nothing;
  * on the normal path the result is freed as soon as it is converted. */
 #include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
+#include <ctype.h>
 #include <string.h>
 
 #include <cJSON.h>
@@ -209,7 +212,35 @@ static size_t token_end(const char *s, size_t i, size_t end)
 /* The span of the statement stored at [loc, loc+len): leading blanks and
  * comments skipped, trailing blanks and comments dropped. Pushes the record
  * or nil when the span holds no token. */
+/* Where counting lines goes on from: line `line` (1-based) holds byte `pos`. */
+typedef struct {
+    size_t pos;
+    lua_Integer line;
+} LineCursor;
+
+/* 1-based line of byte off (>= lc->pos), moving the cursor there. */
+static lua_Integer line_at(const char *s, LineCursor *lc, size_t off)
+{
+    const char *p = s + lc->pos, *end = s + off;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        lc->line++;
+        p++;
+    }
+    lc->pos = off;
+    return lc->line;
+}
+
+static void push_span_at(lua_State *L, const char *s, size_t total, size_t loc, size_t len, LineCursor *lc);
+
 static void push_span(lua_State *L, const char *s, size_t total, size_t loc, size_t len)
+{
+    LineCursor lc = { 0, 1 };
+    push_span_at(L, s, total, loc, len, &lc);
+}
+
+/* As push_span; lines are counted from lc (statements come in order, so a
+ * whole file's spans cost one pass over it). */
+static void push_span_at(lua_State *L, const char *s, size_t total, size_t loc, size_t len, LineCursor *lc)
 {
     if (loc > total) loc = total;
     size_t end = (len == 0 || loc + len > total) ? total : loc + len;
@@ -222,10 +253,12 @@ static void push_span(lua_State *L, const char *s, size_t total, size_t loc, siz
         i = skip_space(s, i, end);
     }
     if (last > end) last = end;
-    lua_Integer line, col, eline, ecol;
-    line_col(s, start, &line, &col);
-    line_col(s, last - 1, &eline, &ecol);
-    if (s[last - 1] == '\n') eline--; /* cannot happen for a token end, but be safe */
+    /* a token that runs to the end (an unterminated quote or comment, found
+     * by make fuzz) may take trailing blanks with it: they are not the span's */
+    while (last > start + 1 && isspace((unsigned char)s[last - 1])) last--;
+    if (start < lc->pos) { lc->pos = 0; lc->line = 1; }
+    lua_Integer line = line_at(s, lc, start);
+    lua_Integer eline = line_at(s, lc, last - 1);
     lua_createtable(L, 0, 5);
     lua_pushlstring(L, s + start, last - start);
     lua_setfield(L, -2, "text");
@@ -241,13 +274,18 @@ static void push_span(lua_State *L, const char *s, size_t total, size_t loc, siz
 
 /* ---- JSON -> Lua ------------------------------------------------------ */
 
-static void push_json(lua_State *L, const cJSON *j)
+/* shift: added to every "location" (a byte offset into the parsed text;
+ * -1 = unknown) when the text was a part of a longer one. */
+static void push_json_at(lua_State *L, const cJSON *j, lua_Integer shift)
 {
     luaL_checkstack(L, 4, "parse tree too deep");
     if (cJSON_IsObject(j)) {
         lua_createtable(L, 0, cJSON_GetArraySize(j));
         for (const cJSON *c = j->child; c; c = c->next) {
-            push_json(L, c);
+            if (shift && cJSON_IsNumber(c) && c->valuedouble >= 0 && strcmp(c->string, "location") == 0)
+                lua_pushinteger(L, (lua_Integer)c->valuedouble + shift);
+            else
+                push_json_at(L, c, shift);
             lua_setfield(L, -2, c->string);
         }
     } else if (cJSON_IsArray(j)) {
@@ -255,7 +293,7 @@ static void push_json(lua_State *L, const cJSON *j)
         lua_Integer i = 1;
         lua_createtable(L, n, 0);
         for (const cJSON *c = j->child; c; c = c->next) {
-            push_json(L, c);
+            push_json_at(L, c, shift);
             lua_rawseti(L, -2, i++);
         }
     } else if (cJSON_IsString(j)) {
@@ -272,6 +310,8 @@ static void push_json(lua_State *L, const cJSON *j)
         lua_pushnil(L);
     }
 }
+
+static void push_json(lua_State *L, const cJSON *j) { push_json_at(L, j, 0); }
 
 /* ---- functions -------------------------------------------------------- */
 
@@ -361,9 +401,10 @@ static int l_split(lua_State *L)
     }
     lua_createtable(L, r->u.split.n_stmts, 0);
     lua_Integer k = 1;
+    LineCursor lc = { 0, 1 };
     for (int i = 0; i < r->u.split.n_stmts; i++) {
         const PgQuerySplitStmt *st = r->u.split.stmts[i];
-        push_span(L, text, len, (size_t)st->stmt_location, (size_t)st->stmt_len);
+        push_span_at(L, text, len, (size_t)st->stmt_location, (size_t)st->stmt_len, &lc);
         if (lua_isnil(L, -1)) lua_pop(L, 1);
         else lua_rawseti(L, -2, k++);
     }
@@ -386,12 +427,200 @@ static int l_span(lua_State *L)
     return 1;
 }
 
+
+/* ---- statements, a part of the text at a time ------------------------ */
+
+/* sql.statements(text) parses the text in parts of about STREAM_PART bytes,
+ * so that a file of 100,000 INSERTs never has more than one part's parse tree
+ * in memory. A part ends just after a ';' that is followed by blanks and a
+ * newline, and only counts when the parser agrees: the part parses, and its
+ * last statement is the one that ';' ends (a ';' inside a string, a comment,
+ * a dollar-quoted body or a BEGIN ATOMIC block fails one of the two). Otherwise
+ * the part is doubled and tried again; at the end of the text, a parse error
+ * is the file's own. The trees are PostgreSQL's own (locations shifted to the
+ * whole text), exactly as sql.parse(text) gives them. */
+#define STREAM_MT "migfix.sql.stream"
+#define STREAM_PART (256 * 1024)
+
+typedef struct {
+    size_t len;         /* bytes of the text the parser sees (up to a NUL) */
+    size_t total;       /* bytes of the text */
+    size_t next;        /* where the next part starts */
+    size_t part;        /* where the current part starts */
+    cJSON *json;        /* the current part's tree */
+    cJSON *cur;         /* its next RawStmt */
+    size_t part_bytes;  /* STREAM_PART, or smaller for tests */
+    LineCursor lc;
+    int done;
+} Stream;
+
+static void stream_free(Stream *st)
+{
+    if (st->json) { cJSON_Delete(st->json); st->json = NULL; }
+    st->cur = NULL;
+}
+
+static int stream_gc(lua_State *L)
+{
+    stream_free(luaL_checkudata(L, 1, STREAM_MT));
+    return 0;
+}
+
+/* just after the first ';' at or past from that only blanks separate from a
+ * newline (or the end); len when there is none */
+static size_t part_end(const char *s, size_t from, size_t len)
+{
+    while (from < len) {
+        const char *p = memchr(s + from, ';', len - from);
+        if (!p) return len;
+        size_t j = (size_t)(p - s) + 1;
+        while (j < len && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\f' || s[j] == '\v')) j++;
+        if (j >= len || s[j] == '\n') return (size_t)(p - s) + 1;
+        from = (size_t)(p - s) + 1;
+    }
+    return len;
+}
+
+static lua_Integer json_int(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? (lua_Integer)v->valuedouble : 0;
+}
+
+/* Parse the next part: 1 (st->cur set, maybe NULL for a part without
+ * statements), 0 at the end, or -1 with the error pushed (nil... as
+ * push_error, the position in the whole text). */
+static int stream_part(lua_State *L, Stream *st, const char *s)
+{
+    size_t a = st->next;
+    if (a >= st->len) return 0;
+    size_t want = st->part_bytes;
+    for (;;) {
+        size_t b = (st->len - a <= want) ? st->len : part_end(s, a + want, st->len);
+        Result *r = result_new(L);
+        char *copy = malloc(b - a + 1);
+        if (!copy) { lua_pop(L, 1); return luaL_error(L, "out of memory"); }
+        memcpy(copy, s + a, b - a);
+        copy[b - a] = '\0';
+        r->u.parse = pg_query_parse(copy);
+        r->kind = R_PARSE;
+        free(copy);
+        if (r->u.parse.error) {
+            if (b == st->len) {
+                PgQueryError e = *r->u.parse.error;
+                if (e.cursorpos > 0) {
+                    int before = 0; /* characters of the text before the part */
+                    for (size_t i = 0; i < a; i++) before += ((unsigned char)s[i] & 0xC0) != 0x80;
+                    e.cursorpos += before;
+                }
+                /* r (on the stack) owns e's strings until it is freed */
+                int top = lua_gettop(L);
+                push_error(L, s, st->total, &e);
+                result_free(r);
+                lua_remove(L, top);
+                return -1;
+            }
+        } else {
+            r->json = cJSON_Parse(r->u.parse.parse_tree);
+            if (!r->json) {
+                result_free(r);
+                return luaL_error(L, "cannot decode the parse tree (nested too deeply?)");
+            }
+            const cJSON *stmts = cJSON_GetObjectItemCaseSensitive(r->json, "stmts");
+            int ok = b == st->len;
+            if (!ok) {
+                const cJSON *last = NULL;
+                for (const cJSON *c = stmts ? stmts->child : NULL; c; c = c->next) last = c;
+                lua_Integer loc = last ? json_int(last, "stmt_location") : 0, n = last ? json_int(last, "stmt_len") : 0;
+                ok = !last || (n > 0 && (size_t)(loc + n) == b - a - 1);
+            }
+            if (ok) {
+                stream_free(st);
+                st->json = r->json;
+                r->json = NULL;
+                result_free(r);
+                lua_pop(L, 1);
+                stmts = cJSON_GetObjectItemCaseSensitive(st->json, "stmts");
+                st->cur = stmts ? stmts->child : NULL;
+                st->part = a;
+                st->next = b;
+                return 1;
+            }
+        }
+        result_free(r);
+        lua_pop(L, 1);
+        want *= 2;
+    }
+}
+
+/* the iterator: raw, span | nil (the end) | false, message, err */
+static int stream_step(lua_State *L)
+{
+    Stream *st = luaL_checkudata(L, lua_upvalueindex(1), STREAM_MT);
+    lua_getiuservalue(L, lua_upvalueindex(1), 1);
+    size_t total;
+    const char *s = lua_tolstring(L, -1, &total);
+    lua_pop(L, 1); /* the text stays anchored in the userdata */
+    if (st->done) { lua_pushnil(L); return 1; }
+    while (!st->cur) {
+        int r = stream_part(L, st, s);
+        if (r == 0) { st->done = 1; stream_free(st); lua_pushnil(L); return 1; }
+        if (r < 0) {
+            st->done = 1;
+            stream_free(st);
+            lua_pushboolean(L, 0);
+            lua_replace(L, -4); /* nil, message, err -> false, message, err */
+            return 3;
+        }
+    }
+    const cJSON *raw = st->cur;
+    st->cur = st->cur->next;
+    lua_Integer loc = (lua_Integer)st->part + json_int(raw, "stmt_location");
+    lua_Integer n = json_int(raw, "stmt_len");
+    lua_createtable(L, 0, 3);
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(raw, "stmt");
+    if (node) {
+        push_json_at(L, node, (lua_Integer)st->part);
+        lua_setfield(L, -2, "stmt");
+    }
+    lua_pushinteger(L, loc);
+    lua_setfield(L, -2, "stmt_location");
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "stmt_len");
+    push_span_at(L, s, total, (size_t)loc, (size_t)n, &st->lc);
+    if (!st->cur) stream_free(st); /* the part is done: free its tree now */
+    return 2;
+}
+
+/* sql.statements(text[, part_bytes]) -> iterator: raw, span per statement,
+ * in order; part_bytes (default 256 KiB) is for tests */
+static int l_statements(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    lua_Integer part = luaL_optinteger(L, 2, STREAM_PART);
+    mf_checknargs(L, 2, "sql.statements(text[, part_bytes])");
+    luaL_argcheck(L, part >= 1, 2, "part_bytes must be at least 1");
+    Stream *st = lua_newuserdatauv(L, sizeof *st, 1);
+    memset(st, 0, sizeof *st);
+    st->total = len;
+    st->len = strlen(text);
+    st->lc.line = 1;
+    st->part_bytes = (size_t)part;
+    luaL_setmetatable(L, STREAM_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushcclosure(L, stream_step, 1);
+    return 1;
+}
+
 static const luaL_Reg lib[] = {
     {"fingerprint", l_fingerprint},
     {"parse", l_parse},
     {"parse_plpgsql", l_parse_plpgsql},
     {"span", l_span},
     {"split", l_split},
+    {"statements", l_statements},
     {NULL, NULL}
 };
 
@@ -407,15 +636,13 @@ static int exit_gc(lua_State *L)
     return 0;
 }
 
+static const luaL_Reg result_meta[] = {{"__gc", result_gc}, {"__close", result_gc}, {NULL, NULL}};
+static const luaL_Reg stream_meta[] = {{"__gc", stream_gc}, {"__close", stream_gc}, {NULL, NULL}};
+
 int luaopen_migfix_sql(lua_State *L)
 {
-    if (luaL_newmetatable(L, RESULT_MT)) {
-        lua_pushcfunction(L, result_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, RESULT_MT, result_meta, NULL);
+    mf_createmeta(L, STREAM_MT, stream_meta, NULL);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &exit_anchor) == LUA_TNIL) {
         lua_newuserdatauv(L, 1, 0);
         lua_createtable(L, 0, 1);

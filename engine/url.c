@@ -144,6 +144,24 @@ static char *sb_done(struct sbuf *b)
     return b->p;
 }
 
+/* Mask every further occurrence of a secret (n >= 4 bytes: shorter ones
+ * occur by chance) in s, e.g. a password repeated in the database name of a
+ * malformed URL. Takes s; returns the new string, NULL when out of memory. */
+static char *mask_all(char *s, const char *secret, size_t n)
+{
+    if (!s || !secret || n < 4 || !strstr(s, secret)) return s;
+    struct sbuf b = {0};
+    const char *p = s, *hit;
+    while ((hit = strstr(p, secret))) {
+        sb_add(&b, p, (size_t)(hit - p));
+        sb_str(&b, "****");
+        p = hit + n;
+    }
+    sb_str(&b, p);
+    free(s);
+    return sb_done(&b);
+}
+
 /* Append the query string q[0..n) with secret values masked. */
 static void sb_query_masked(struct sbuf *b, const char *q, size_t n)
 {
@@ -241,15 +259,19 @@ int mf_url_parse(const char *url, struct mf_url *u, char *err, size_t errlen)
     const char *at = NULL;
     for (const char *q = p; q < auth_end; q++)
         if (*q == '@') at = q;
-    const char *hp = p, *raw_user = NULL;
-    size_t raw_user_len = 0;
+    const char *hp = p, *raw_user = NULL, *raw_pass = NULL;
+    size_t raw_user_len = 0, raw_pass_len = 0;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *ue = colon ? colon : at;
         raw_user = p;
         raw_user_len = (size_t)(ue - p);
         if (ue > p) DECODE(u->user, p, (size_t)(ue - p), 0, "user name");
-        if (colon && at > colon + 1) DECODE(u->password, colon + 1, (size_t)(at - colon - 1), 0, "password");
+        if (colon && at > colon + 1) {
+            DECODE(u->password, colon + 1, (size_t)(at - colon - 1), 0, "password");
+            raw_pass = colon + 1;
+            raw_pass_len = (size_t)(at - colon - 1);
+        }
         hp = at + 1;
     }
 
@@ -381,6 +403,16 @@ int mf_url_parse(const char *url, struct mf_url *u, char *err, size_t errlen)
         sb_query_masked(&red, query, (size_t)(end - query));
     }
     if (!(u->redacted = sb_done(&red))) OOM();
+    red.p = NULL; /* u->redacted owns it now */
+    if (u->password) {
+        /* the password once more elsewhere (decoded, or as written) */
+        if (!(u->redacted = mask_all(u->redacted, u->password, strlen(u->password)))) OOM();
+        char *rp = strndup(raw_pass, raw_pass_len);
+        if (!rp) OOM();
+        u->redacted = mask_all(u->redacted, rp, raw_pass_len);
+        free(rp);
+        if (!u->redacted) OOM();
+    }
 
     free(clean);
     return 0;

@@ -42,6 +42,12 @@ const char *mf_optfield_string(lua_State *L, int idx, const char *k, const char 
 lua_Integer mf_optfield_integer(lua_State *L, int idx, const char *k, lua_Integer def);
 int mf_optfield_boolean(lua_State *L, int idx, const char *k, int def);
 
+/* Create (once) the metatable NAME of a userdata type, as lauxlib and
+ * liolib do: META's metamethods (a resource owner lists the same function
+ * as __gc and __close) and, when METHODS is given, a table of them as
+ * __index. Leaves the stack as it was. */
+void mf_createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
 /* The shared NULL sentinel (db.NULL == json.null). */
 void mf_pushnull(lua_State *L);
 int mf_isnull(lua_State *L, int idx);

@@ -12,12 +12,7 @@ return {
     for _, a in ipairs(s.actions) do
       local t = a.info
       if DESTRUCTIVE[a.key] and t and not t.new then
-        local add
-        for _, x in ipairs(ctx.statements) do
-          for _, b in ipairs(x.actions) do
-            if b.key == "create_table" or b.key:find("^alter_table%.add_") or b.key:find("^create_index") then add = add or x end
-          end
-        end
+        local add = ctx.first_additive
         if add then
           out[#out + 1] = { table_info = t, lock = a.lock,
             why = ("%s of %s ships with additive changes (line %d): code still running during the deploy needs the old shape, and rolling back the additive part means losing data"):format(

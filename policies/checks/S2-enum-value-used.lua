@@ -53,14 +53,16 @@ return {
   default_severity = "error",
   check = function(s, ctx)
     local out = {}
-    for _, p in ipairs(ctx.before(s)) do
-      for _, a in ipairs(p.actions) do
-        if a.key == "alter_type_add_value" and a.label and uses(ctx, s, a.enum, a.label) then
-          out[#out + 1] = {
-            why = ("uses '%s', added to enum \"%s\" at line %d in the same transaction: PostgreSQL fails with 55P04 (unsafe use of new value) until the ADD VALUE commits"):format(a.label, a.enum, p.line),
-            alternative = "add the value in one migration and use it in the next one (each migration commits on its own)",
-          }
-        end
+    if s.values_before == 0 then return out end
+    -- the values added earlier in this transaction, in order
+    local added = ctx.segment_facts(s).added_values
+    for i = 1, s.values_before do
+      local v = added[i]
+      if v.label and uses(ctx, s, v.enum, v.label) then
+        out[#out + 1] = {
+          why = ("uses '%s', added to enum \"%s\" at line %d in the same transaction: PostgreSQL fails with 55P04 (unsafe use of new value) until the ADD VALUE commits"):format(v.label, v.enum, v.stmt.line),
+          alternative = "add the value in one migration and use it in the next one (each migration commits on its own)",
+        }
       end
     end
     return out

@@ -23,14 +23,14 @@ return {
               fk and "FOREIGN KEY ..." or "CHECK (...)", ctx.name(t)) }
         end
       elseif t and a.key == "alter_table.validate_constraint" then
-        for _, p in ipairs(ctx.before(s)) do
-          for _, b in ipairs(p.actions) do
-            if b.effect and b.effect.name == a.constraint and b.key:find("_not_valid$") and ctx.band(t) then
-              out[#out + 1] = { table_info = t, lock = p.lock, band = ctx.band(t),
-                why = ("VALIDATE CONSTRAINT %s runs in the transaction that added it NOT VALID (line %d), which still holds %s on %s: the scan happens under that lock"):format(
-                  a.constraint, p.line, b.lock, ctx.name(t)),
-                alternative = "validate in a later migration, so only SHARE UPDATE EXCLUSIVE is held during the scan" }
-            end
+        -- the NOT VALID adds of that constraint earlier in this transaction
+        for _, nv in ipairs(ctx.segment_facts(s).not_valid[a.constraint] or {}) do
+          local p, b = nv.stmt, nv.action
+          if p.index < s.index and ctx.band(t) then
+            out[#out + 1] = { table_info = t, lock = p.lock, band = ctx.band(t),
+              why = ("VALIDATE CONSTRAINT %s runs in the transaction that added it NOT VALID (line %d), which still holds %s on %s: the scan happens under that lock"):format(
+                a.constraint, p.line, b.lock, ctx.name(t)),
+              alternative = "validate in a later migration, so only SHARE UPDATE EXCLUSIVE is held during the scan" }
           end
         end
       end

@@ -6,13 +6,10 @@ return {
   title = "long statement while an earlier ACCESS EXCLUSIVE lock is held",
   default_severity = "warning",
   check = function(s, ctx)
-    local held
-    for _, p in ipairs(ctx.before(s)) do
-      for _, t in ipairs(p.tables) do
-        if t.lock == "ACCESS EXCLUSIVE" and not t.new and t.exists ~= false then held = held or { p = p, t = t } end
-      end
-    end
-    if not held then return nil end
+    -- the first ACCESS EXCLUSIVE lock on an existing table earlier in this transaction
+    local ex = s.held_exclusive
+    if not ex then return nil end
+    local held = { p = ex.stmt, t = ex.table }
     local order = { error = 3, warning = 2, unknown = 1 }
     local best, band
     for _, t in ipairs(s.tables) do

@@ -1,14 +1,11 @@
 -- S8: INSERT/UPDATE/DELETE over many rows in the same transaction as DDL:
 -- the DDL locks are held for the whole data change.
-local function source_rows(s, ctx)
-  local n = s.node and s.node.InsertStmt
-  if not n then return nil end
-  local sel = n.selectStmt and n.selectStmt.SelectStmt
-  if not sel then return nil end
-  if sel.valuesLists then return #sel.valuesLists end
-  local from = sel.fromClause and sel.fromClause[1] and sel.fromClause[1].RangeVar
-  if not from then return nil end
-  return from
+-- the rows an INSERT brings (VALUES lists), or the table it selects from
+local function source_rows(s)
+  local src = s.insert_source
+  if not src then return nil end
+  if src.rows then return src.rows end
+  return { schemaname = src.schema, relname = src.table }
 end
 return {
   id = "S8",
@@ -16,27 +13,19 @@ return {
   default_severity = "error",
   check = function(s, ctx)
     if not s.dml then return nil end
-    local ddl
-    for _, x in ipairs(ctx.segment(s)) do
-      if x.ddl and x.lock then ddl = ddl or x end
-    end
+    local ddl = ctx.segment_facts(s).first_ddl -- before or after s, in this transaction
     if not ddl then return nil end
     local target
     for _, t in ipairs(s.tables) do if t.dml then target = t end end
     if not target then return nil end
     local rows, band, info = nil, nil, target
-    local src = source_rows(s, ctx)
+    local src = source_rows(s)
     if type(src) == "number" then
       rows = src
       if rows >= ctx.settings.large_rows then band = "error" elseif rows >= ctx.settings.dml_rows then band = "warning" end
     elseif type(src) == "table" then
-      local key = (src.schemaname or ctx.schema) .. "." .. src.relname
       local st = ctx.lookup(src.schemaname, src.relname)
-      for _, x in ipairs(ctx.statements) do
-        if x.index < s.index then
-          for _, t in ipairs(x.tables) do if t.key == key and t.new then st.new = true end end
-        end
-      end
+      if ctx.created_before(s, src.schemaname, src.relname) then st.new = true end
       if not st.new then band = ctx.band(st, ctx.settings.dml_rows) end
       rows = st.rows
       info = st

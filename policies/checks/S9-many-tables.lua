@@ -6,19 +6,11 @@ return {
   default_severity = "warning",
   check = function(s, ctx)
     local max = ctx.settings.max_tables
-    local seen, count_before, names = {}, 0, {}
-    local function walk(x)
-      for _, t in ipairs(x.tables) do
-        if not t.new and t.exists ~= false and t.lock and ctx.locks.blocks_writes(t.lock) and not seen[t.key] then
-          seen[t.key] = true
-          names[#names + 1] = ctx.name(t)
-          if x.index < s.index then count_before = count_before + 1 end
-        end
-      end
-    end
-    for _, p in ipairs(ctx.before(s)) do walk(p) end
-    walk(s)
-    if count_before <= max and #names > max then
+    -- existing tables locked against writes in this transaction, up to s
+    local count_before, through = s.write_locked_before, s.write_locked_through
+    if count_before <= max and through > max then
+      local locked, names = ctx.segment_facts(s).write_locked, {}
+      for i = 1, through do names[i] = ctx.name(locked[i]) end
       return { { lock = s.lock,
         why = ("%d existing tables are now locked against writes in one transaction (%s); each lock is held until commit, and waiting on any of them stalls the others"):format(#names, table.concat(names, ", ")),
         alternative = ("split the migration so that each one locks at most %d existing tables"):format(max) } }

@@ -119,21 +119,13 @@ function Conn:begin(opts) end
 ---@field backend_start string|lightuserdata ISO-8601 UTC
 ---@field query string|lightuserdata
 
----@class migfix.db.LockInfo: migfix.db.ErrorInfo
----@field sqlstate "55P03"
----@field holders migfix.db.LockHolder[] sessions holding the key (pg_locks joined with pg_stat_activity)
----@field key integer
----@field timeout_ms integer
-
----Session-level pg_advisory_lock(key), waiting at most timeout_ms (default
----10000, Prisma's bound; 0 tries once). Polls pg_try_advisory_lock, so no
----session setting changes and an open transaction is not disturbed. Re-entrant:
----each success needs its own unlock; closing the connection releases all.
+---pg_try_advisory_lock(key), session level: one try, never a wait (the
+---bounded wait and the message naming the holder: migfix.ledger.acquire_lock).
+---Re-entrant: each success needs its own unlock; closing the connection releases all.
 ---@param key integer
----@param timeout_ms? integer
----@return true
----@overload fun(self: migfix.db.Conn, key: integer, timeout_ms?: integer): nil, string, migfix.db.LockInfo -- 'could not acquire the migration lock pg_advisory_lock(72707369) within 10000 ms: held by pid 4242 (application "prisma-migrate", user "app", since 2026-...Z)'
-function Conn:advisory_lock(key, timeout_ms) end
+---@return boolean got
+---@overload fun(self: migfix.db.Conn, key: integer): nil, string, migfix.db.ErrorInfo
+function Conn:try_advisory_lock(key) end
 
 ---pg_advisory_unlock(key): false (and a WARNING notice) when not held.
 ---@param key integer

@@ -62,20 +62,9 @@ function proc.spawn(opts) end
 ---@return string|nil err
 function proc.run(opts) end
 
----@param ms number
-function proc.sleep(ms) end
-
---- Monotonic clock, milliseconds.
----@return number
-function proc.now() end
-
 --- Path of an executable on $PATH (or name itself when it contains a slash).
 ---@param name string
 ---@return string|nil
 function proc.which(name) end
-
----@param fd integer
----@return boolean
-function proc.isatty(fd) end
 
 return proc

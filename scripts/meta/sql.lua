@@ -54,6 +54,18 @@ function sql.split(text) end
 ---@return migfix.sql.Span|nil
 function sql.span(text, location, length) end
 
+---The statements of text one at a time, parsed a part of the text at a time
+---(about 256 KiB; a part ends after a ';' the parser confirms ends a
+---statement), so a file's parse trees are never all in memory. Each step
+---gives a RawStmt { stmt =, stmt_location =, stmt_len = } with every
+---location in the whole text, exactly as sql.parse(text) has it, and its
+---span (as sql.span); nil at the end; false, message, err on a syntax error
+---(positions in the whole text), after the statements before the error's part.
+---@param text string
+---@param part_bytes? integer the part size (tests)
+---@return fun(): (table|false|nil), (migfix.sql.Span|string|nil), migfix.sql.Error?
+function sql.statements(text, part_bytes) end
+
 ---pg_query fingerprint (same for queries differing only in constants).
 ---@param text string
 ---@return string|nil hex

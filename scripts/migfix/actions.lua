@@ -282,6 +282,9 @@ local function deploy_file(R, item, part_of, prelude)
     prelude = prelude,
     attempt = R:attempt_fn(item, part_of),
     verify = function() return M.verify_now(R, name) end,
+    -- the rows read under Prisma's lock (R:refresh, kept by R:written): a
+    -- deploy does not read the ledger again per migration
+    before = entry.rows,
   })
   item.deploy_result = res
   item.verification = res.verification

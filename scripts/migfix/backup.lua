@@ -9,6 +9,7 @@
 --- database), "refused" (restore over the source without force),
 --- "verify" (archive does not match its manifest), "failure" (anything else).
 local proc = require "migfix.proc"
+local sys = require "migfix.sys"
 local db = require "migfix.db"
 local crypto = require "migfix.crypto"
 local json = require "migfix.json"
@@ -356,7 +357,7 @@ function M.watch(h, o)
   while true do
     local st = h:poll()
     if st then return st end
-    local now = proc.now()
+    local now = sys.now_ms()
     if now >= next_at then
       next_at = now + o.interval * 1000
       local bytes = file_size(o.path) or 0
@@ -374,7 +375,7 @@ function M.watch(h, o)
       io.stderr:write(line, "\n")
       io.stderr:flush()
     end
-    proc.sleep(100)
+    sys.sleep_ms(100)
   end
 end
 
@@ -398,7 +399,7 @@ function M.dump(opts)
   end
   local schema = opts.schema or "public"
   local journal_schema = opts.journal_schema or "migfix"
-  local t0 = proc.now()
+  local t0 = sys.now_ms()
 
   local env, parsed = M.connection_env(opts.url)
   if not env then
@@ -486,7 +487,7 @@ function M.dump(opts)
     os.remove(path)
     return fail(("could not back up database \"%s\": %s"):format(dbname, serr), "failure")
   end
-  local tty = opts.progress and proc.isatty(2)
+  local tty = opts.progress and sys.isatty(2)
   local st
   if opts.progress and not tty then
     st = M.watch(h, { path = path, conn = conn, dbname = dbname, scope = scope, appname = env.PGAPPNAME, t0 = t0,
@@ -496,9 +497,9 @@ function M.dump(opts)
       st = h:poll()
       if st then break end
       io.stderr:write(("\r\27[Kmigfix: backing up \"%s\" (%s): %s written, %.1f s"):format(
-        dbname, scope, fmt_bytes(file_size(path) or 0), (proc.now() - t0) / 1000))
+        dbname, scope, fmt_bytes(file_size(path) or 0), (sys.now_ms() - t0) / 1000))
       io.stderr:flush()
-      proc.sleep(200)
+      sys.sleep_ms(200)
     end
     io.stderr:write("\r\27[K")
     io.stderr:flush()
@@ -551,7 +552,7 @@ function M.dump(opts)
     reason = opts.reason,
     migration = opts.migration,
     environment = opts.environment,
-    duration_ms = math.floor(proc.now() - t0 + 0.5),
+    duration_ms = math.floor(sys.now_ms() - t0 + 0.5),
   }
   if scope == "ledger" then manifest.journal_schema = info.journal and journal_schema or nil end
   local wok, werr = write_private(path .. ".json", json.encode(manifest, { pretty = true, sort_keys = true }) .. "\n")
@@ -763,7 +764,7 @@ function M.restore(opts)
   checkfields(opts, RESTORE_CALL, RESTORE_FIELDS)
   if type(opts.file) ~= "string" then error("option \"file\" must be a string (expected " .. RESTORE_CALL .. ")", 2) end
   if type(opts.url) ~= "string" then error("option \"url\" must be a string (expected " .. RESTORE_CALL .. ")", 2) end
-  local t0 = proc.now()
+  local t0 = sys.now_ms()
   local m, merr = M.load(opts.file)
   if not m then return fail(merr, "usage", "name a backup listed by 'migfix backups' (the .dump file or its .json manifest)") end
   local ok, verr, vinfo = M.verify(m, opts.bindir)
@@ -822,7 +823,7 @@ function M.restore(opts)
       "failure", hint, text ~= "" and text or nil)
   end
   return { manifest = m, database = { name = dbname, host = parsed.host, port = parsed.port, server_version = server_num },
-           objects = m.objects, duration_ms = math.floor(proc.now() - t0 + 0.5), forced = opts.force or false }
+           objects = m.objects, duration_ms = math.floor(sys.now_ms() - t0 + 0.5), forced = opts.force or false }
 end
 
 return M

@@ -179,6 +179,43 @@ local function load_command(name)
   return nil
 end
 
+-- A module that is loaded only when something in it is used: a command's
+-- table can be read (its summary) without loading everything it requires.
+local function lazy_require(name)
+  if package.loaded[name] ~= nil then return package.loaded[name] end
+  local real
+  local function load()
+    real = real or require(name)
+    return real
+  end
+  return setmetatable({}, {
+    __index = function(_, k) return load()[k] end,
+    __newindex = function(_, k, v) load()[k] = v end,
+    __call = function(_, ...) return load()(...) end,
+    __pairs = function() return next, load(), nil end,
+    __len = function() return #load() end,
+  })
+end
+
+--- The summary line of a command, read from its module with its requires
+--- deferred (`migfix help` lists 19 commands: loading every module they
+--- use would be most of its run time). Falls back to the real module.
+function M.summary(name)
+  local mod = package.loaded["migfix.commands." .. name]
+  if type(mod) == "table" then return mod.summary end
+  local path = package.searchpath("migfix.commands." .. name, package.path)
+  if path then
+    local env = setmetatable({ require = lazy_require }, { __index = _G })
+    local chunk = loadfile(path, "t", env)
+    local ok, m = false, nil
+    if chunk then ok, m = pcall(chunk, "migfix.commands." .. name, path) end
+    if ok and type(m) == "table" and type(m.summary) == "string" then return m.summary end
+  end
+  local ok, m = pcall(require, "migfix.commands." .. name)
+  if ok and type(m) == "table" then return m.summary or "" end
+  return nil
+end
+
 function M.main_help(info)
   local lines = {
     "migfix " .. info.version .. " — get Prisma Migrate out of failed-migration states (P3009), with evidence",
@@ -188,9 +225,9 @@ function M.main_help(info)
     "Commands:",
   }
   for _, name in ipairs(M.COMMANDS) do
-    local ok, mod = pcall(require, "migfix.commands." .. name)
-    if ok and type(mod) == "table" then
-      lines[#lines + 1] = ("  %-10s %s"):format(name, mod.summary or "")
+    local summary = M.summary(name)
+    if summary then
+      lines[#lines + 1] = ("  %-10s %s"):format(name, summary)
     end
   end
   lines[#lines + 1] = ("  %-10s %s"):format("help", "show help for a command")

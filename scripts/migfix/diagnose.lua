@@ -8,6 +8,7 @@ local verify = require "migfix.verify"
 local errclass = require "migfix.errclass"
 local mig = require "migfix.migrations"
 local ledger = require "migfix.ledger"
+local execution = require "migfix.execution"
 
 local M = {}
 
@@ -29,24 +30,15 @@ end
 --- failed row's logs show (errclass.engine): the driver-adapter / wasm
 --- engine sends the file statement by statement, whatever the configuration.
 function M.execution(unit, server_version, unit_mode, engine)
-  local ex = { tx_control = {}, non_transactional = {} }
-  for _, s in ipairs(unit.statements) do
-    if s.tx_control then table.insert(ex.tx_control, { index = s.index, line = s.line }) end
-    if s.non_transactional and not (s.before_pg and server_version and server_version >= s.before_pg) then
-      table.insert(ex.non_transactional, { index = s.index, line = s.line, reason = s.non_transactional_reason })
-    end
-  end
-  ex.unit = unit_mode or "file"
+  local mode = engine == "adapter" and "statement" or unit_mode or "file"
+  local ex = execution.public(execution.of(unit, { unit = mode, server_version = server_version, engine = engine }))
   if engine == "adapter" then
-    ex.unit = "statement"
-    ex.engine = "adapter"
     ex.reason = "the failed row's logs are the driver-adapter (wasm) engine's (\"external connector error\"): " ..
       "it sends migration.sql statement by statement, each committing on its own, so the statements before " ..
       "the failing one stay applied"
-  elseif ex.unit == "statement" then
+  elseif mode == "statement" then
     ex.reason = "unit = \"statement\" in the configuration: each statement commits on its own"
   end
-  ex.all_or_nothing = ex.unit == "file" and #ex.tx_control == 0 and #ex.non_transactional == 0
   return ex
 end
 

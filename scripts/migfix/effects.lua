@@ -997,9 +997,72 @@ H.AlterSeqStmt = function(ctx, n)
               if_exists = n.missing_ok == true })
 end
 
+-- The output column name PostgreSQL gives a select-list item without an
+-- alias (parse_target.c FigureColnameInternal), for the node kinds modelled
+-- here: name, strength (2 a real name, 1 a fallback, 0 none); nil when the
+-- item is of a kind not modelled (the caller then gives up).
+local function figure_colname(v)
+  if type(v) ~= "table" then return nil end
+  if v.ColumnRef then
+    local f = v.ColumnRef.fields or {}
+    local last = f[#f]
+    if type(last) ~= "table" or not last.String then return nil end -- t.*: expanded, not one column
+    return sval(last), 2
+  elseif v.FuncCall then
+    local f = v.FuncCall.funcname or {}
+    local nm = sval(f[#f])
+    if type(nm) ~= "string" then return nil end
+    return nm, 2
+  elseif v.A_Const then
+    return "?column?", 0
+  elseif v.CoalesceExpr then
+    return "coalesce", 2
+  elseif v.TypeCast then
+    local nm, strength = figure_colname(v.TypeCast.arg)
+    if nm == nil then return nil end
+    if strength <= 1 then
+      local names = v.TypeCast.typeName and v.TypeCast.typeName.names or {}
+      local t = sval(names[#names])
+      if type(t) ~= "string" then return nil end
+      return t, 1
+    end
+    return nm, strength
+  elseif v.CaseExpr then
+    local nm, strength = "?column?", 0
+    if v.CaseExpr.defresult then
+      nm, strength = figure_colname(v.CaseExpr.defresult)
+      if nm == nil then return nil end
+    end
+    if strength <= 1 then return "case", 1 end
+    return nm, strength
+  end
+  return nil
+end
+
+--- The output column names of a view's query (its column list first), in
+--- order, when every one is certain; nil otherwise (SELECT *, VALUES,
+--- expressions PostgreSQL names "?column?" or by rules not modelled here).
+local function query_columns(query, aliases)
+  local q = query and query.SelectStmt
+  while q and q.op and q.op ~= "SETOP_NONE" do q = q.larg end
+  if not q or not q.targetList then return nil end
+  local out = {}
+  for i, t in ipairs(q.targetList) do
+    local r = t.ResTarget
+    if not r then return nil end
+    local nm = aliases and aliases[i] and sval(aliases[i]) or r.name or figure_colname(r.val)
+    if nm ~= nil and #nm > 63 then return nil end -- truncated by PostgreSQL
+    if type(nm) ~= "string" or nm == "" then return nil end
+    out[i] = nm
+  end
+  if aliases and #aliases > #out then return nil end
+  return out
+end
+
 H.ViewStmt = function(ctx, n)
   local schema, name = rangevar(ctx, n.view)
-  emit(ctx, { action = "create", kind = "view", schema = schema, name = name, or_replace = n.replace == true })
+  emit(ctx, { action = "create", kind = "view", schema = schema, name = name, or_replace = n.replace == true,
+              out_columns = query_columns(n.query, n.aliases) })
 end
 
 H.CreateTableAsStmt = function(ctx, n)
@@ -1009,6 +1072,7 @@ H.CreateTableAsStmt = function(ctx, n)
               if_not_exists = n.if_not_exists == true, temp = temp or nil }
   if temp and n.into.onCommit == "ONCOMMIT_DROP" then e.on_commit_drop = true end
   if kind == "table" then e.columns_complete = false; e.columns = {}; e.partitioned = false end
+  if kind == "matview" then e.out_columns = query_columns(n.query, n.into and n.into.colNames) end
   emit(ctx, e)
 end
 
@@ -1362,30 +1426,33 @@ end
 ---@field effects table[]
 ---@field flags { tx_control: boolean, non_transactional: boolean, before_pg: integer? }
 
---- Statements and effects of one migration file (docs/effects.md).
+--- Statements and effects of one migration file (docs/effects.md). The
+--- file is parsed a part at a time (sql.statements): its parse trees are
+--- never all in memory; opts.on_statement(st, node, unit), called after each
+--- statement's effects are added, is where a caller reads a tree (lint).
 ---@param text string the file's SQL
 ---@param file string? its path (copied into the unit and errors)
+---@param opts? { on_statement: fun(st: table, node: table, unit: table)? }
 ---@return migfix.effects.unit|nil unit
 ---@return table? err { message, file, line, column } on a syntax error
-function M.analyze(text, file)
+function M.analyze(text, file, opts)
   if type(text) ~= "string" then
     error(("bad argument #1 to 'analyze' (string expected, got %s) (expected effects.analyze(text, file))"):format(type(text)), 2)
   end
   if file ~= nil and type(file) ~= "string" then
     error(("bad argument #2 to 'analyze' (string expected, got %s) (expected effects.analyze(text, file))"):format(type(file)), 2)
   end
-  local tree, msg, perr = sql.parse(text)
-  if not tree then
-    return nil, { message = msg, file = file, line = perr.line, column = perr.column,
-                  cursorpos = perr.cursorpos }
-  end
+  local on_statement = opts and opts.on_statement
   local unit = { file = file, statements = {}, effects = {},
                  flags = { tx_control = false, non_transactional = false } }
   local ctx = { effects = unit.effects, taken = {}, enums = {}, temps = {}, temp_indexes = {},
                 line_starts = line_starts(text) }
   local before_pg, always = nil, false
-  for _, raw in ipairs(tree.stmts or {}) do
-    local span = sql.span(text, raw.stmt_location or 0, raw.stmt_len or 0)
+  for raw, span, perr in sql.statements(text) do
+    if raw == false then
+      return nil, { message = span, file = file, line = perr.line, column = perr.column,
+                    cursorpos = perr.cursorpos }
+    end
     if span then
       local kind, node = node_of(raw.stmt)
       local st = {
@@ -1411,6 +1478,7 @@ function M.analyze(text, file)
       if NONTX[kind] then nontx(ctx, NONTX[kind]) end
       local h = H[kind]
       if h then h(ctx, node) else unverifiable(ctx, "other", { node = kind }) end
+      if on_statement then on_statement(st, raw.stmt, unit) end
       if st.tx_control then unit.flags.tx_control = true end
       if st.non_transactional then
         unit.flags.non_transactional = true

@@ -341,9 +341,15 @@ local function stop_worker(w, hard)
   if w.out then unistd.close(w.out); w.out = nil end
 end
 
-local function severity(code)
+--- Which target's exit code is the fleet's: the most severe. For `check`,
+--- whose findings have codes 10-15 (10 the most severe), a target that
+--- could not be checked (2, 3, 4) still ranks above any finding.
+local CHECK_SEVERITY = { [0] = 0, [15] = 1, [14] = 2, [13] = 3, [12] = 4, [11] = 5, [10] = 6, [2] = 7, [3] = 8, [4] = 9 }
+local function severity(code, cmd)
+  if cmd == "check" then return CHECK_SEVERITY[code] or 9 end
   return ({ [0] = 0, [1] = 1, [2] = 3, [3] = 2, [4] = 4 })[code] or 4
 end
+M.severity = severity
 
 ---Run a command over targets.
 ---@param spec {cmd: table, opts: table, args: table, info: table, targets: table[], concurrency: integer,
@@ -364,12 +370,13 @@ function M.run(spec)
 
   local function record(res)
     done = done + 1
+    local finding = res.exit == 1 or (spec.cmd.name == "check" and res.exit >= 10)
     if res.exit == 0 then summary.ok = summary.ok + 1
-    elseif res.exit == 1 then summary.refused = summary.refused + 1
+    elseif finding then summary.refused = summary.refused + 1
     else summary.failed = summary.failed + 1; failures = failures + 1 end
-    if severity(res.exit) > worst then worst = severity(res.exit); summary.exit = res.exit end
+    if severity(res.exit, spec.cmd.name) > worst then worst = severity(res.exit, spec.cmd.name); summary.exit = res.exit end
     spec.on_result(res)
-    if res.exit >= 2 then
+    if res.exit >= 2 and not finding then
       if spec.on_error == "stop" then stopping, stop_reason = true, ("target %s failed (exit %d)"):format(res.target, res.exit) end
       if spec.max_failures and failures >= spec.max_failures then
         stopping, stop_reason = true, ("%d failed target(s): --max-failures %d reached"):format(failures, spec.max_failures)

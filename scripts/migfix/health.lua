@@ -43,30 +43,13 @@ M.EXIT_HELP = [[Exit codes (the first that applies, in this order):
 
 -- ------------------------------------------------------------ time
 
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
-
 --- Seconds since the epoch of an ISO-8601 timestamp as migfix.db returns them
 --- ("2026-11-24T22:12:09.052Z", "...+05:30", or without zone: UTC).
 ---@param s any
 ---@return number|nil
 function M.epoch(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, h, mi, sec, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d%.?%d*)(.*)$")
-  if not y then return nil end
-  local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
-            + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
-  if rest == "" or rest == "Z" then return t end
-  local sign, oh, om = rest:match("^([+-])(%d%d):?(%d?%d?)$")
-  if not sign then return nil end
-  local off = tonumber(oh) * 3600 + (tonumber(om) or 0) * 60
-  return sign == "+" and t - off or t + off
+  local ms = require("migfix.sys").iso_ms(s)
+  return ms and ms / 1000
 end
 
 local UNITS = { ms = 0.001, s = 1, sec = 1, m = 60, min = 60, h = 3600, d = 86400 }

@@ -119,22 +119,72 @@ function M.read(conn, schema)
   return out
 end
 
---- Other sessions holding Prisma's migration lock on this database (a
---- deploy or resolve in progress, or an orphaned pooler session).
----@return table[]|nil holders {pid, application_name, usename, client_addr, since, query}
+--- Other sessions holding an advisory lock (default Prisma's migration lock)
+--- on this database: a deploy or resolve in progress, or an orphaned pooler
+--- session.
+---@param key integer? default M.LOCK_KEY
+---@return table[]|nil holders {pid, application_name, usename, client_addr, since, backend_start, query}
 ---@return string? err
-function M.lock_holders(conn)
-  local key = M.LOCK_KEY
+function M.lock_holders(conn, key)
+  key = key or M.LOCK_KEY
   local rows, err, info = conn:query([[
     SELECT a.pid, a.usename, a.application_name, host(a.client_addr) AS client_addr,
-           to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since, a.query
+           to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since, a.backend_start, a.query
       FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
      WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1
        AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
        AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-     ORDER BY a.backend_start, a.pid]], tostring(key >> 32), tostring(key & 0xffffffff))
+     ORDER BY a.backend_start, a.pid]], tostring((key >> 32) & 0xffffffff), tostring(key & 0xffffffff))
   if not rows then return nil, err, info end
   return rows
+end
+
+--- Session-level pg_advisory_lock(key) with a bounded wait: polls
+--- pg_try_advisory_lock (so no session setting changes and an open
+--- transaction is not disturbed), backing off from 25 to 250 ms; timeout_ms
+--- 0 tries once. On timeout: nil, a message naming the holders, and
+--- {sqlstate = "55P03", message, hint, holders, key, timeout_ms}.
+---@param conn migfix.db.Conn
+---@param key integer? default M.LOCK_KEY
+---@param timeout_ms integer? default 10000 (Prisma's bound)
+function M.acquire_lock(conn, key, timeout_ms)
+  key, timeout_ms = key or M.LOCK_KEY, timeout_ms or 10000
+  if math.type(key) ~= "integer" then error("bad argument #2 to 'acquire_lock' (integer key expected)", 2) end
+  if type(timeout_ms) ~= "number" or timeout_ms < 0 then error("bad argument #3 to 'acquire_lock' (timeout must be >= 0 ms)", 2) end
+  local sys = require "migfix.sys"
+  local deadline, wait = sys.now_ms() + timeout_ms, 25
+  while true do
+    local got, err, info = conn:try_advisory_lock(key)
+    if got == nil then return nil, err, info end
+    if got then return true end
+    local left = deadline - sys.now_ms()
+    if left <= 0 then break end
+    sys.sleep_ms(math.min(wait, left))
+    wait = math.min(wait * 2, 250)
+  end
+  local holders = M.lock_holders(conn, key) or {}
+  local who = {}
+  for i, h in ipairs(holders) do
+    who[i] = ('pid %s (application "%s", user "%s", since %s)'):format(tostring(h.pid), tostring(h.application_name),
+      tostring(h.usename), tostring(h.backend_start))
+  end
+  local msg = ("could not acquire the %s pg_advisory_lock(%d) within %d ms: held by %s"):format(
+    key == M.LOCK_KEY and "migration lock" or "advisory lock", key, math.floor(timeout_ms),
+    #who > 0 and table.concat(who, ", ") or "another session")
+  return nil, msg, { sqlstate = "55P03", message = msg, holders = holders, key = key, timeout_ms = timeout_ms,
+                     hint = "Another session holds the lock, e.g. a migration still running; "
+                       .. "if it is a stale session, end it with pg_terminate_backend(pid)." }
+end
+
+--- Whether a local migration's text has the stored checksum (Prisma's
+--- comparison, CRLF variants and the legacy format included). The file's own
+--- checksum, computed once when it was read (Ctx:state), settles the usual
+--- case without hashing the text again.
+---@param loc table a local migration {text, checksum?}
+---@param stored string the ledger row's checksum
+function M.matches(loc, stored)
+  if loc.checksum and loc.checksum == stored then return true end
+  return require("migfix.migrations").matches(loc.prisma_text or loc.text, stored)
 end
 
 local function is_failed(r) return null(r.finished_at) and null(r.rolled_back_at) end
@@ -315,7 +365,7 @@ function M.classify(locals, ledger)
       e.reapplied = n_rb > 0
       -- a NULL checksum is reported in problems (Prisma cannot read the row), not compared
       if loc and loc.text and not null(last_applied.checksum)
-         and not require("migfix.migrations").matches(loc.prisma_text or loc.text, last_applied.checksum) then
+         and not M.matches(loc, last_applied.checksum) then
         e.modified = true
       end
     elseif n_rb > 0 then
@@ -333,7 +383,7 @@ function M.classify(locals, ledger)
     end
     -- Prisma's dev/status checksum check uses the OLDEST row of the name
     if loc and loc.text and e.rows[1] and not null(e.rows[1].checksum) then
-      e.prisma_edited = not require("migfix.migrations").matches(loc.prisma_text or loc.text, e.rows[1].checksum)
+      e.prisma_edited = not M.matches(loc, e.rows[1].checksum)
     end
     s[e.state] = (s[e.state] or 0) + 1
     if e.modified then s.modified = s.modified + 1 end

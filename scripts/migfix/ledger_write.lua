@@ -135,10 +135,18 @@ local function read_rows(conn, schema, name)
 end
 M.read_rows = read_rows
 
+-- One row by its id (the primary key: an index lookup, whatever the ledger's size).
+local function read_row(conn, schema, id)
+  local rows, err, info = conn:query(("SELECT %s FROM %s WHERE id = $1"):format(
+    table.concat(ledger.COLUMNS, ", "), ledger.qualified(conn, schema)), id)
+  if not rows then return nil, err, info end
+  return rows
+end
+
 --- Hold Prisma's advisory lock for fn(); a bounded wait, then a clear
 --- error naming the holder. The lock is session-level, as Prisma's.
 function M.with_lock(conn, timeout_ms, fn)
-  local ok, err, info = conn:advisory_lock(M.LOCK_KEY, timeout_ms or 10000)
+  local ok, err, info = ledger.acquire_lock(conn, M.LOCK_KEY, timeout_ms or 10000)
   if not ok then
     ui.fail { message = err,
               detail = "another `prisma migrate deploy/resolve` or migfix holds Prisma's migration lock; nothing was written",
@@ -211,12 +219,17 @@ end
 ---                            final updates; its result is res.verification
 ---   opts.prelude             {stmts, journal(before, after), what}: ledger writes
 ---                            committed in one transaction with the started row
+---   opts.before              the migration's rows as the caller read them
+---                            under Prisma's lock (a deploy reads the ledger
+---                            once): not read again; when there are none, the
+---                            rows after are the new row, read by its id, so
+---                            the cost of a deploy does not grow with the ledger
 ---@return boolean ok, table result {id, error, info, before, after, ms, verification}
 function M.deploy_one(conn, schema, name, text, journal_fn, opts)
   opts = opts or {}
   local sys = require "migfix.sys"
   local q = ledger.qualified(conn, schema)
-  local before = assert(read_rows(conn, schema, name))
+  local before = opts.before or assert(read_rows(conn, schema, name))
   local id = crypto.uuid4()
   if opts.attempt then opts.attempt(id) end
   local start = { sql = ("INSERT INTO %s (id, checksum, started_at, migration_name) VALUES ($1, $2, $3::timestamptz, $4)"):format(q),
@@ -255,7 +268,11 @@ function M.deploy_one(conn, schema, name, text, journal_fn, opts)
       run_stmt(conn, { sql = ("UPDATE %s SET logs = $1 WHERE id = $2 AND finished_at IS NULL"):format(q),
                        params = { M.p3018_logs(name, serr, sinfo), id }, what = "record the error", id = id, expect = 1 })
     end
-    res.after = assert(read_rows(conn, schema, name))
+    if #before == 0 then
+      res.after = assert(read_row(conn, schema, id))
+    else
+      res.after = assert(read_rows(conn, schema, name))
+    end
     if journal_fn then journal_fn(res.before, res.after, sok and true or false, res) end
   end, "record the outcome of " .. name)
   return sok and true or false, res

@@ -1,14 +1,19 @@
 --- migfix.lint — lock- and size-aware checks of migration files.
 ---
 --- Rules are small Lua files (policies/checks/*.lua, then <policy_path>/checks
---- of the team, which win on the same id), loaded in the policy sandbox. A
---- rule sees one statement at a time with its lock facts (migfix.locks), the
---- tables it touches (created earlier in the same file or not, live size when
---- a database is at hand) and the whole unit through `ctx`; it returns
---- findings. This module applies thresholds, severities and inline
---- suppressions (`-- migfix:ignore RULE reason`). README "Lint".
+--- of the team, which win on the same id). A rule sees one statement at a
+--- time with its lock facts (migfix.locks), the tables it touches (created
+--- earlier in the same file or not, live size when a database is at hand)
+--- and the whole unit through `ctx`; it returns findings. The rules shipped
+--- in migfix's own policies/checks are migfix's code and run here, over the
+--- policy allow list with a deadline (policy.sandbox, policy.with_deadline);
+--- a team's rules run in a guest state of their own (migfix.guest,
+--- guest/lint.lua) that gets the same ctx read-only, handed in lazily.
+--- This module applies thresholds, severities and inline suppressions
+--- (`-- migfix:ignore RULE reason`). README "Lint", docs/policies.md "Sandbox".
 local guest = require "migfix.guest"
 local locks = require "migfix.locks"
+local policy = require "migfix.policy"
 local ui = require "migfix.ui"
 local sql = require "migfix.sql"
 local execution = require "migfix.execution"
@@ -16,7 +21,8 @@ local execution = require "migfix.execution"
 local M = {}
 
 M.SEVERITIES = { error = 3, warning = 2, info = 1 }
---- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE), for the rules of one statement together.
+--- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE): for one rule on one
+--- statement (shipped rules), for a team's rules on one statement together.
 M.DEADLINE_SECONDS = nil
 
 --- Defaults (README "Lint", thresholds): a table is large at
@@ -64,19 +70,8 @@ end
 
 local RULE_FIELDS = { id = true, title = true, description = true, default_severity = true, check = true }
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
---- A sandbox holding the lint guest code (and the rules, when given).
-local function new_guest()
-  local g = guest.new("lint rule", { "lint" }, { deadline = M.DEADLINE_SECONDS })
-  g:define("locks", "migfix.locks")
-  return g
+local function with_deadline(fn, ...)
+  return policy.with_deadline("lint rule", M.DEADLINE_SECONDS, fn, ...)
 end
 
 local function list_lua(dir)
@@ -93,67 +88,144 @@ local function list_lua(dir)
   return files
 end
 
--- rule list -> its sandbox, with every rule loaded (weak: goes with the list)
-local guests = setmetatable({}, { __mode = "k" })
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("a")
+  f:close()
+  return text
+end
 
---- Describe one rule file loaded in the sandbox g, or nil, why not.
-local function describe_rule(g, path, text)
+local function realpath(p)
+  local ok, stdlib = pcall(require, "posix.stdlib")
+  local r = ok and stdlib.realpath(p) or nil
+  return r or p
+end
+
+-- migfix's own rules: policies/checks of the tree these scripts are in
+local shipped_dir
+local function shipped()
+  if shipped_dir == nil then
+    local me = package.searchpath("migfix.lint", package.path)
+    local home = me and me:match("^(.*)/scripts/migfix/lint%.lua$")
+    shipped_dir = home and realpath(home .. "/policies/checks") or false
+  end
+  return shipped_dir
+end
+
+--- Whether the rules of dir are migfix's own (its shipped policies/checks),
+--- which run in migfix's state; any other directory's run in a guest.
+---@param dir string
+---@return boolean
+function M.is_shipped(dir)
+  local own = shipped()
+  return own and realpath(dir) == own or false
+end
+
+--- A guest holding the lint guest code (a team's rules are loaded into it).
+local function new_guest()
+  local g = guest.new("lint rule", { "lint" }, { deadline = M.DEADLINE_SECONDS })
+  g:define("locks", "migfix.locks")
+  return g
+end
+
+local function check_shape(path, id, fields, sev)
+  if type(id) ~= "string" then
+    return ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
+  end
+  for _, k in ipairs(fields) do
+    if not RULE_FIELDS[k] then
+      return ("lint rule %s: unrecognized field \"%s\" (expected id, title, description, default_severity, check)"):format(path, tostring(k))
+    end
+  end
+  if not M.SEVERITIES[sev] then
+    return ("lint rule %s: default_severity must be error, warning or info, not \"%s\""):format(path, tostring(sev))
+  end
+  if not id:match("^[%w_%-]+$") then return ("lint rule %s: invalid id \"%s\""):format(path, id) end
+  return nil
+end
+
+-- A shipped rule, loaded here over the policy allow list.
+local function load_own(path)
+  local chunk, err = loadfile(path, "t", policy.sandbox())
+  if not chunk then return nil, "syntax error in lint rule: " .. tostring(err) end
+  local ok, rule = with_deadline(chunk)
+  if not ok then return nil, ("lint rule %s failed to load: %s"):format(path, tostring(rule):match("^[^\n]*")) end
+  if type(rule) ~= "table" or type(rule.check) ~= "function" then
+    return nil, ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
+  end
+  local fields = {}
+  for k in pairs(rule) do fields[#fields + 1] = k end
+  rule.default_severity = rule.default_severity or "warning"
+  local bad = check_shape(path, rule.id, fields, rule.default_severity)
+  if bad then return nil, bad end
+  rule.title = rule.title or rule.id
+  rule.file = path
+  return rule
+end
+
+-- A team's rule, loaded in the guest g: kept as data (its source included);
+-- M.check loads it again into the guest of its rule list.
+local function load_guest(g, path, text)
   local ok, d, info = g:call("lint_load", text, "@" .. path)
   if not ok then return nil, ("lint rule %s failed to load: %s"):format(path, guest.explain(d, info)) end
   if d.syntax then return nil, "syntax error in lint rule: " .. tostring(d.syntax) end
   if d.error then return nil, ("lint rule %s failed to load: %s"):format(path, d.error:match("^[^\n]*")) end
-  if d.type ~= "table" or not d.id or d.check ~= "function" then
+  if d.type ~= "table" or d.check ~= "function" then
     return nil, ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
   end
-  for _, k in ipairs(d.fields) do
-    if not RULE_FIELDS[k] then
-      return nil, ("lint rule %s: unrecognized field \"%s\" (expected id, title, description, default_severity, check)"):format(path, k)
-    end
-  end
   local sev = d.default_severity or "warning"
-  if not M.SEVERITIES[sev] then
-    return nil, ("lint rule %s: default_severity must be error, warning or info, not \"%s\""):format(path, sev)
-  end
-  if not d.id:match("^[%w_%-]+$") then
-    return nil, ("lint rule %s: invalid id \"%s\""):format(path, d.id)
-  end
-  return { id = d.id, title = d.title or d.id, description = d.description, default_severity = sev, file = path, source = text }
+  local bad = check_shape(path, d.id, d.fields, sev)
+  if bad then return nil, bad end
+  return { id = d.id, title = d.title or d.id, description = d.description, default_severity = sev, file = path,
+           source = text }
 end
 
---- Load one rule file in a sandbox and check its shape. The rule is kept
---- as data (its source included): run_unit runs it in a sandbox of its own.
+--- Load one rule file and check its shape: a shipped one here (with its
+--- check function), a team's one in a guest (as data: id, title, ...,
+--- source; it runs in a guest of its own).
 ---@param path string
----@return table rule { id, title, description?, default_severity, file, source }
+---@return table rule { id, title, description?, default_severity, file, check | source }
 ---@overload fun(path: string): nil, string
 function M.load_rule(path, g)
+  if M.is_shipped(path:match("^(.*)/[^/]*$") or ".") then return load_own(path) end
   local text, err = read_file(path)
   if not text then return nil, ("could not read lint rule %s: %s"):format(path, tostring(err)) end
-  if g then return describe_rule(g, path, text) end
+  if g then return load_guest(g, path, text) end
   local own <close> = new_guest()
-  return describe_rule(own, path, text)
+  return load_guest(own, path, text)
 end
 
---- The sandbox of a rule list, every rule loaded in it; its data released
---- (the previous unit's) so the next unit can be handed in.
-local function guest_for(rules)
+-- rule list -> the guest of its team rules, every one loaded (weak: goes with the list)
+local guests = setmetatable({}, { __mode = "k" })
+
+--- The guest of a rule list's team rules, each loaded in it; the data of
+--- the previous file released so the next one can be handed in.
+local function guest_for(rules, team)
   local g = guests[rules]
-  if g and g.sb:stats().stopped then g:close() g = nil end
+  if g and g.sb:stats().stopped then g.g:close() g = nil end
   if g then
     g.sb:release()
-    return g
+    return g.g, g.index
   end
-  g = new_guest()
-  for _, rule in ipairs(rules) do
-    if type(rule.source) ~= "string" then
-      g:close()
-      error("lint.run_unit: opts.rules must come from lint.load_rules(paths)", 3)
-    end
-    local d, lerr = describe_rule(g, rule.file, rule.source)
-    if not d then g:close() ui.fail { message = lerr, code = ui.EXIT.USAGE } end
+  local gg = new_guest()
+  local index = {}
+  for k, rule in ipairs(team) do
+    local d, lerr = load_guest(gg, rule.file, rule.source)
+    if not d then gg:close() ui.fail { message = lerr, code = ui.EXIT.USAGE } end
+    index[rule] = k
   end
-  g.sb:release()
-  guests[rules] = g
-  return g
+  gg.sb:release()
+  guests[rules] = { g = gg, sb = gg.sb, index = index }
+  return gg, index
+end
+
+--- Memory figures of the guest of a rule list's team rules (sandbox:stats), or nil.
+---@param rules table[] load_rules
+---@return table|nil {used, peak, limit, budget, stopped}
+function M.team_stats(rules)
+  local g = guests[rules]
+  return g and g.sb:stats() or nil
 end
 
 --- Where rules are looked for: every policy path's checks/ (team rules,
@@ -178,13 +250,21 @@ function M.load_rules(paths)
     error("bad argument #1 to 'load_rules' (table expected) (expected lint.load_rules({dir, ...}))", 2)
   end
   local by_id, out = {}, {}
-  local g <close> = new_guest()
+  local g
   for _, dir in ipairs(paths) do
     local here = {}
+    local own = M.is_shipped(dir)
     for _, f in ipairs(list_lua(dir)) do
-      local rule, err = M.load_rule(f, g)
+      if not own and not g then g = new_guest() end
+      local rule, err
+      if own then rule, err = load_own(f) else rule, err = M.load_rule(f, g) end
+      if not rule then
+        if g then g:close() end
+        return nil, err
+      end
       if not rule then return nil, err end
       if here[rule.id] then
+        if g then g:close() end
         return nil, ("lint rules %s and %s both have id \"%s\""):format(here[rule.id], f, rule.id)
       end
       here[rule.id] = f
@@ -194,6 +274,7 @@ function M.load_rules(paths)
       end
     end
   end
+  if g then g:close() end
   table.sort(out, function(a, b)
     local na, nb = tonumber(a.id:match("^S(%d+)$")), tonumber(b.id:match("^S(%d+)$"))
     if na and nb then return na < nb end
@@ -211,6 +292,7 @@ end
 --- whose lines it sits) and `-- migfix:ignore-file S10 reason`.
 local function suppressions(text, file)
   local out, n = {}, 0
+  if not text:find("migfix:ignore", 1, true) then return out end
   for line in (text .. "\n"):gmatch("(.-)\r?\n") do
     n = n + 1
     local scope, ids, reason = line:match("%-%-%s*migfix:ignore(%-?%a*)%s*([%w_%-,]*)%s*(.-)%s*$")
@@ -248,44 +330,214 @@ local function tx_kind(node)
   return nil
 end
 
+local function human_bytes(b)
+  local units = { "B", "kB", "MB", "GB", "TB" }
+  local i = 1
+  while b >= 1024 and i < #units do b = b / 1024; i = i + 1 end
+  return (i == 1 and "%d %s" or "%.1f %s"):format(b, units[i])
+end
+
+local function human_rows(r)
+  if r >= 1e6 then return ("%.1fM rows"):format(r / 1e6) end
+  if r >= 1e4 then return ("%.0fk rows"):format(r / 1e3) end
+  return ("%d rows"):format(math.floor(r))
+end
+
+local function quoted(t) return ('"%s"'):format(t.table) end
+
+
 -- index name -> table, per catalog snapshot (weak: dropped with the snapshot)
 local index_tables = setmetatable({}, { __mode = "k" })
 
---- Lint one migration file.
----@param unit table effects.analyze(text, file) (unit.text, or opts.text, gives the comments for suppressions)
----@param opts table { settings, rules, sizes = {["schema.table"] = {rows=, bytes=}} | nil (offline), unit_mode = "file"|"statement", server_version, schema = default schema ("public"), catalog = snapshot | nil, text }
----@return table[] findings { rule, title, severity, file, line, statement, table, lock, why, alternative, rows, bytes }
----@return table[] suppressions { rule, reason, file, line, statement, scope, matched }
-function M.run_unit(unit, opts)
-  if type(unit) ~= "table" or type(unit.statements) ~= "table" then
-    error("bad argument #1 to 'run_unit' (a unit of effects.analyze expected) (expected lint.run_unit(unit, opts))", 2)
+-- What PostgreSQL's statement node says beyond the effects: the SET, the
+-- transaction verb, and where an INSERT takes its rows from (S8).
+local function node_facts(s, node)
+  s.tx = tx_kind(node)
+  local vs = node and node.VariableSetStmt
+  if vs then
+    local v = vs.args and vs.args[1] and vs.args[1].A_Const
+    local val = v and ((v.sval and v.sval.sval) or (v.ival and tostring(v.ival.ival or 0))) or nil
+    if v and v.ival and not v.ival.ival then val = "0" end
+    s.set = { name = vs.name, value = val, is_local = vs.is_local == true }
   end
-  opts = opts or {}
-  local known = { settings = true, rules = true, sizes = true, unit_mode = true, server_version = true, schema = true,
-                  catalog = true, text = true }
-  for k in pairs(opts) do
-    if not known[k] then
-      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+  local ins = node and node.InsertStmt
+  local sel = ins and ins.selectStmt and ins.selectStmt.SelectStmt
+  if sel then
+    if sel.valuesLists then
+      s.insert_source = { rows = #sel.valuesLists }
+    else
+      local from = sel.fromClause and sel.fromClause[1] and sel.fromClause[1].RangeVar
+      if from then s.insert_source = { schema = from.schemaname, table = from.relname } end
     end
   end
-  local settings = opts.settings or M.settings()
-  local rules = opts.rules
-  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
-  local mode = opts.unit_mode or "file"
-  local schema_default = opts.schema or "public"
-  local sizes = opts.sizes
-  local catalog = opts.catalog
-  local server_version = opts.server_version
-  local file = unit.file or "?"
+end
 
-  -- effects by statement
+-- Pass 1, statement by statement while the file is parsed: what one
+-- statement does, from its own text, node and effects (no database, no
+-- neighbours). The node is not kept (a rule gets it on demand, s.node).
+local function statement(st, node, effs, file)
+  local s = {
+    index = st.index, line = st.line, end_line = st.end_line, text = st.text, kind = st.kind, file = file,
+    tx_control = st.tx_control, non_transactional_reason = st.non_transactional_reason,
+    effects = effs, tables = {}, by_table = {},
+  }
+  s.actions = locks.actions(st, effs, node)
+  node_facts(s, node)
+  return s
+end
+
+-- s.node, parsed again from s.text the first time a rule asks for it; the
+-- tree is dropped once the statement's rules have run.
+local NODE_MT = { __index = function(s, k)
+  if k ~= "node" then return nil end
+  local tree = sql.parse(s.text)
+  local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
+  rawset(s, "node", node or false)
+  return node
+end }
+
+-- every relation a parse tree names ({schemaname, relname} of its RangeVars)
+local function range_vars(node, out)
+  if type(node) ~= "table" then return end
+  local rv = node.RangeVar
+  if type(rv) == "table" and type(rv.relname) == "string" then out[#out + 1] = { schema = rv.schemaname, table = rv.relname } end
+  for _, v in pairs(node) do
+    if type(v) == "table" then range_vars(v, out) end
+  end
+end
+
+--- Read one file for lint: its statements (effects.analyze, a part of the
+--- file at a time) and what each statement does. No database yet: `bind`
+--- adds sizes and the catalog. A syntax error comes back as nil, err.
+---@param text string
+---@param file string
+---@param o? {relations: boolean} also list every relation the statements name (for M.names)
+---@return table|nil prepared {unit, statements, text, file, relations?}
+---@return table? err {message, line, column} (effects.analyze)
+function M.prepare(text, file, o)
+  local stmts = {}
+  local cursor = 1
+  local rels = o and o.relations and {} or nil
+  local unit, err = require("migfix.effects").analyze(text, file, {
+    on_statement = function(st, node, u)
+      local effs = {}
+      local all = u.effects
+      while all[cursor] and all[cursor].stmt == st.index do effs[#effs + 1] = all[cursor]; cursor = cursor + 1 end
+      stmts[#stmts + 1] = statement(st, node, effs, file)
+      if rels then range_vars(node, rels) end
+    end,
+  })
+  if not unit then return nil, err end
+  return { unit = unit, statements = stmts, text = text, file = file, relations = rels }
+end
+
+-- A prepared file from a unit that was analysed before (nodes parsed again).
+local function prepare_unit(unit, text)
   local effs = {}
   for _, e in ipairs(unit.effects or {}) do
     effs[e.stmt] = effs[e.stmt] or {}
     table.insert(effs[e.stmt], e)
   end
+  local stmts = {}
+  for _, st in ipairs(unit.statements) do
+    local tree = sql.parse(st.text)
+    local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
+    stmts[#stmts + 1] = statement(st, node, effs[st.index] or {}, unit.file or "?")
+  end
+  return { unit = unit, statements = stmts, text = text or unit.text or "", file = unit.file or "?" }
+end
 
-  local function tkey(schema, name) return (schema or schema_default) .. "." .. name end
+--- The object names and schemas a prepared file needs from the catalog
+--- (what `bind` looks up): tables, referenced tables, indexes, INSERT sources.
+---@return string[] names, string[] schemas
+function M.names(P, schema_default, names, schemas, seen)
+  names, schemas, seen = names or {}, schemas or {}, seen or {}
+  local function add(n) if type(n) == "string" and not seen["n:" .. n] then seen["n:" .. n] = true; names[#names + 1] = n end end
+  local function sch(x) if type(x) == "string" and not seen["s:" .. x] then seen["s:" .. x] = true; schemas[#schemas + 1] = x end end
+  sch(schema_default)
+  for _, s in ipairs(P.statements) do
+    for _, a in ipairs(s.actions) do
+      add(a.table); add(a.ref_table); add(a.index); sch(a.schema); sch(a.ref_schema)
+    end
+    for _, e in ipairs(s.effects) do sch(e.schema); sch(e.ref_schema) end
+    if s.insert_source and s.insert_source.table then add(s.insert_source.table); sch(s.insert_source.schema) end
+  end
+  for _, r in ipairs(P.relations or {}) do add(r.table); sch(r.schema) end
+  return names, schemas
+end
+
+--- Forget what was derived from a catalog snapshot (after it changed).
+function M.forget_catalog(snap) index_tables[snap] = nil end
+
+local function tkey_of(schema_default)
+  return function(schema, name) return (schema or schema_default) .. "." .. name end
+end
+
+-- The facts a statement's rules read about what came before it, computed
+-- once per file (so that no rule has to walk the statements before each
+-- statement: lint stays linear in the size of the file).
+local function earlier_facts(stmts, blocks_writes)
+  local segs, file = {}, { first_additive = nil }
+  local timeout_session, first_blocking = false, nil
+  local new_at = {}
+  for _, s in ipairs(stmts) do
+    local seg = segs[s.segment]
+    if not seg then
+      seg = { first_ddl = nil, begin = nil, exclusive = nil, timeout = false, write_locked = {}, locked_seen = {},
+              added_values = {}, not_valid = {} }
+      segs[s.segment] = seg
+    end
+    -- what the statements before s (in its transaction, or in the file) did
+    s.after_begin = seg.begin
+    s.held_exclusive = seg.exclusive
+    s.timeout_before = timeout_session or seg.timeout
+    s.first_blocking = first_blocking
+    s.write_locked_before = #seg.write_locked
+    s.values_before = #seg.added_values
+    -- then s itself
+    if s.tx == "begin" then seg.begin = seg.begin or s end
+    if s.ddl and s.lock then seg.first_ddl = seg.first_ddl or s end
+    if s.set and s.set.name == "lock_timeout" and s.set.value ~= nil and s.set.value ~= "0" then
+      if s.set.is_local then seg.timeout = true else timeout_session = true end
+    end
+    local blocking = false
+    for _, t in ipairs(s.tables) do
+      local existing = not t.new and t.exists ~= false
+      if t.lock == "ACCESS EXCLUSIVE" and existing and not seg.exclusive then seg.exclusive = { stmt = s, table = t } end
+      if existing and t.lock and blocks_writes(t.lock) then
+        blocking = true
+        if not seg.locked_seen[t.key] then
+          seg.locked_seen[t.key] = true
+          seg.write_locked[#seg.write_locked + 1] = t
+        end
+      end
+      if t.new and not new_at[t.key] then new_at[t.key] = s.index end
+    end
+    if blocking then first_blocking = first_blocking or s end
+    s.write_locked_through = #seg.write_locked
+    for _, a in ipairs(s.actions) do
+      if a.key == "alter_type_add_value" and a.label then
+        seg.added_values[#seg.added_values + 1] = { label = a.label, enum = a.enum, stmt = s }
+      end
+      if a.effect and a.effect.name and a.key:find("_not_valid$") then
+        local l = seg.not_valid[a.effect.name]
+        if not l then l = {}; seg.not_valid[a.effect.name] = l end
+        l[#l + 1] = { stmt = s, action = a }
+      end
+      if not file.first_additive and (a.key == "create_table" or a.key:find("^alter_table%.add_") or a.key:find("^create_index")) then
+        file.first_additive = s
+      end
+    end
+  end
+  return segs, file, new_at
+end
+
+--- Add the database (sizes, the catalog snapshot) and the unit of
+--- execution to a prepared file: segments, tables, locks, what is new.
+local function bind(P, opts)
+  local sizes, catalog, server_version = opts.sizes, opts.catalog, opts.server_version
+  local schema_default = opts.schema or "public"
+  local tkey = tkey_of(schema_default)
   local index_table = catalog and index_tables[catalog]
   if not index_table then
     -- built once per snapshot, not once per unit (1,000 units x 2,000 indexes)
@@ -295,32 +547,14 @@ function M.run_unit(unit, opts)
       index_tables[catalog] = index_table
     end
   end
-
+  local unit = P.unit
+  local ex = execution.of(unit, { unit = opts.unit_mode or "file", server_version = server_version })
   local created = {}        -- tables created so far in this file
   local created_index = {}  -- index -> table, created in this file
-  local stmts = {}
-  local ex = execution.of(unit, { unit = mode, server_version = server_version })
-  for _, st in ipairs(unit.statements) do
-    local tree = sql.parse(st.text)
-    local node = tree and tree.stmts and tree.stmts[1] and tree.stmts[1].stmt
-    local seg = ex.segment_of[st.index]
-    local nontx = execution.non_transactional(st, server_version)
-    local s = {
-      index = st.index, line = st.line, end_line = st.end_line, text = st.text, kind = st.kind, file = file,
-      tx_control = st.tx_control, tx = tx_kind(node), non_transactional = nontx or false,
-      non_transactional_reason = st.non_transactional_reason, segment = seg, node = node,
-      effects = effs[st.index] or {}, tables = {}, by_table = {},
-    }
-    s.actions = locks.actions(st, s.effects, node)
-    -- SET of a setting
-    local vs = node and node.VariableSetStmt
-    if vs then
-      local v = vs.args and vs.args[1] and vs.args[1].A_Const
-      local val = v and ((v.sval and v.sval.sval) or (v.ival and tostring(v.ival.ival or 0))) or nil
-      if v and v.ival and not v.ival.ival then val = "0" end
-      s.set = { name = vs.name, value = val, is_local = vs.is_local == true }
-    end
-    local function table_info(schema, name, via)
+  for i, s in ipairs(P.statements) do
+    s.segment = ex.segment_of[s.index]
+    s.non_transactional = execution.non_transactional(unit.statements[i], server_version) or false
+    local function table_info(schema, name)
       local key = tkey(schema, name)
       local t = s.by_table[key]
       if not t then
@@ -397,34 +631,197 @@ function M.run_unit(unit, opts)
     s.lock = nil
     for _, t in ipairs(s.tables) do s.lock = locks.max(s.lock, t.lock) end
     s.ddl = not s.dml and not s.set and not s.tx_control and #s.actions > 0 and s.actions[1].key ~= "set"
-    stmts[#stmts + 1] = s
   end
+  return ex
+end
 
-  -- the rules run in a sandbox of their own (one per rule list, reused from
-  -- unit to unit): they see the statements and the unit read-only, and
-  -- build ctx there (guest/lint.lua)
-  local g = guest_for(rules)
-  local on = {}
-  for k, rule in ipairs(rules) do
-    if not settings.off[rule.id] then on[#on + 1] = { index = k, id = rule.id } end
+--- Lint one migration file, a part of it in memory at a time: prepare
+--- (parse, statement facts), bind (the database), the rules.
+---@param text string the file's SQL
+---@param file string its path as findings name it
+---@param opts table as run_unit (without text)
+---@return table[]|nil findings (nil, err on a syntax error: {message, line, column})
+---@return table[]|table suppressions, or err
+function M.run_text(text, file, opts)
+  local P, err = M.prepare(text, file)
+  if not P then return nil, err end
+  return M.check(P, opts)
+end
+
+local KNOWN = { settings = true, rules = true, sizes = true, unit_mode = true, server_version = true, schema = true,
+                catalog = true, text = true }
+
+--- For the rules of a list that are a team's (no check function: they run in
+--- a guest), a function(i, s) that runs them on the statement at position i
+--- of unit.statements and returns { [id] = findings }; a rule that fails,
+--- runs over the deadline or the memory budget stops lint (exit 2) naming
+--- the rule and its file:line. nil when no team rule is on.
+---@param rules table[] load_rules
+---@param settings table M.settings
+---@param unit table what ctx is built from (M.check)
+---@return function|nil
+function M.team_runner(rules, settings, unit)
+  local team, on = {}, {}
+  for _, rule in ipairs(rules) do
+    if not rule.check then
+      if type(rule.source) ~= "string" then
+        error("lint.run_unit: opts.rules must come from lint.load_rules(paths)", 3)
+      end
+      team[#team + 1] = rule
+    end
   end
-  local uok, uerr = g:call("lint_unit", {
-    statements = stmts, file = file, unit_mode = mode, server_version = server_version, settings = settings,
-    schema = schema_default, sizes = sizes, on = on,
-  })
-  if not uok then error(("lint: could not hand %s to the sandbox: %s"):format(file, tostring(uerr)), 0) end
+  if #team == 0 then return nil end
+  local g, index = guest_for(rules, team)
+  for _, rule in ipairs(team) do
+    if not settings.off[rule.id] then on[#on + 1] = { index = index[rule], id = rule.id } end
+  end
+  if #on == 0 then return nil end
+  local index_of, segment_of = {}, {}
+  for i, x in ipairs(unit.statements) do index_of[i], segment_of[i] = x.index, x.segment end
+  local d = {}
+  for k, v in pairs(unit) do d[k] = v end
+  d.on, d.index_of, d.segment_of = on, index_of, segment_of
+  local ok, err, info = g:call("lint_unit", d)
+  if not ok then
+    ui.fail { message = ("lint: could not hand %s to the sandbox of the team's lint rules: %s"):format(unit.file, guest.explain(err, info)),
+              code = ui.EXIT.USAGE }
+  end
   local by_id = {}
-  for _, rule in ipairs(rules) do by_id[rule.id] = rule end
+  for _, rule in ipairs(team) do by_id[rule.id] = rule end
+  local file = unit.file
+  return function(i, s)
+    local node = s.node -- parsed for this statement (NODE_MT), handed in with it
+    local cok, out, cinfo = g:call("lint_check", i, node or nil)
+    if node then g.sb:forget(node) end
+    if not cok then
+      local who = cinfo and cinfo.where and cinfo.where:match("^(.-):%d+$")
+      local rule_of
+      for _, r in ipairs(team) do if r.file == who then rule_of = r end end
+      ui.fail { message = ("lint rule %s%s on %s:%d: %s"):format(rule_of and (rule_of.id .. " (" .. rule_of.file .. ") ") or "",
+                  "failed", file, s.line, guest.explain(out, cinfo)),
+                hint = "fix the rule file (README \"Lint\" shows the shape)", code = ui.EXIT.USAGE }
+    end
+    if out.failed then
+      local rule = by_id[out.failed]
+      if out.returned then
+        ui.fail { message = ("lint rule %s must return a list of findings or nil, got %s"):format(out.failed, out.returned),
+                  hint = ("fix %s"):format(rule.file), code = ui.EXIT.USAGE }
+      end
+      local text = policy.redact(tostring(out.error))
+      local first = text:match("^[^\n]*")
+      ui.fail { message = ("lint rule %s (%s) failed on %s:%d: %s"):format(out.failed, rule.file or "?", file, s.line, first),
+                detail = text ~= first and text or nil, hint = "fix the rule file (README \"Lint\" shows the shape)",
+                code = ui.EXIT.USAGE }
+    end
+    return out
+  end
+end
+
+--- Lint a prepared file (M.prepare) against the database facts in opts.
+function M.check(P, opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+    end
+  end
+  local settings = opts.settings or M.settings()
+  local rules = opts.rules
+  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
+  local mode = opts.unit_mode or "file"
+  local schema_default = opts.schema or "public"
+  local sizes = opts.sizes
+  local server_version = opts.server_version
+  local file = P.file or "?"
+  local tkey = tkey_of(schema_default)
+  bind(P, opts)
+  local stmts = P.statements
+  local segs, file_facts, new_at = earlier_facts(stmts, locks.blocks_writes)
+
+  -- what a rule sees besides the statement
+  local ctx = {
+    file = file, unit_mode = mode, server_version = server_version, offline = sizes == nil,
+    settings = settings, statements = stmts, schema = schema_default,
+    locks = { LEVELS = locks.LEVELS, FACTS = locks.FACTS, rank = locks.rank, max = locks.max,
+              blocks_reads = locks.blocks_reads, blocks_writes = locks.blocks_writes },
+  }
+  --- "error" | "warning" | "unknown" (size not known) | nil (small, new or absent)
+  function ctx.band(t, rows_threshold)
+    if t == nil or t.new or t.exists == false then return nil end
+    if sizes == nil then return "unknown" end
+    local rows = t.rows
+    local bytes = t.bytes
+    if rows == nil and bytes == nil then return "unknown" end
+    local lr, wr = settings.large_rows, settings.warn_rows
+    if rows_threshold then lr, wr = settings.large_rows, rows_threshold end
+    if (rows and rows >= lr) or (not rows_threshold and bytes and bytes >= settings.large_bytes) then return "error" end
+    if (rows and rows >= wr) or (not rows_threshold and bytes and bytes >= settings.warn_bytes) then return "warning" end
+    return nil
+  end
+  function ctx.size_text(t)
+    if t.new then return "created earlier in this file" end
+    if sizes == nil then return "size unknown: no database" end
+    if t.exists == false then return "not in the database yet" end
+    local parts = {}
+    if t.rows then parts[#parts + 1] = human_rows(t.rows) end
+    if t.bytes then parts[#parts + 1] = human_bytes(t.bytes) end
+    return #parts > 0 and table.concat(parts, ", ") or "size unknown"
+  end
+  function ctx.name(t) return quoted(t) end
+  -- every statement of s's transaction / those before s in it (a fresh
+  -- list: O(statements) per call; the shipped rules read the facts below)
+  function ctx.segment(s)
+    local out = {}
+    for _, x in ipairs(stmts) do if x.segment == s.segment then out[#out + 1] = x end end
+    return out
+  end
+  function ctx.before(s)
+    local out = {}
+    for _, x in ipairs(stmts) do
+      if x.index >= s.index then break end
+      if x.segment == s.segment then out[#out + 1] = x end
+    end
+    return out
+  end
+  --- What the transaction of s holds, over all its statements: first_ddl (the
+  --- first DDL statement that takes a lock), added_values ({label, enum, stmt}
+  --- in order; s.values_before of them come before s), write_locked (existing
+  --- tables locked against writes, in order; s.write_locked_before of them
+  --- before s, s.write_locked_through up to s), not_valid (constraint name ->
+  --- list of {stmt, action} that add it NOT VALID, in order)
+  function ctx.segment_facts(s) return segs[s.segment] end
+  --- a table created by a statement before s in this file
+  function ctx.created_before(s, schema, name)
+    local at = new_at[tkey(schema, name)]
+    return at ~= nil and at < s.index
+  end
+  --- the first statement of the file with an additive change (CREATE TABLE,
+  --- ADD COLUMN/CONSTRAINT, CREATE INDEX), or nil
+  ctx.first_additive = file_facts.first_additive
+  function ctx.human_rows(r) return human_rows(r) end
+  --- a table's size record as rules see it (for tables a statement reads without locking them for writes)
+  function ctx.lookup(schema, name)
+    local key = tkey(schema, name)
+    local t = { key = key, schema = schema or schema_default, table = name, keys = {}, new = false }
+    if sizes then
+      local z = sizes[key]
+      t.exists = z ~= nil
+      if z then t.rows, t.bytes = z.rows, z.bytes end
+    else
+      t.exists = true
+    end
+    return t
+  end
 
   -- suppressions
-  local sups = suppressions(opts.text or unit.text or "", file)
+  local sups = suppressions(P.text or "", file)
   local rule_ids = {}
   for _, r in ipairs(rules) do rule_ids[r.id] = r end
   local findings = {}
   local suppressed = {}  -- stmt index or "file" -> rule -> suppression record
   local sup_records = {}
   for _, sp in ipairs(sups) do
-    local idx = sp.scope == "file" and "file" or attach(sp, unit.statements)
+    local idx = sp.scope == "file" and "file" or attach(sp, stmts)
     local problem
     if sp.bad_scope then
       problem = ("unrecognized suppression \"migfix:ignore%s\" (expected migfix:ignore or migfix:ignore-file)"):format(sp.bad_scope)
@@ -455,30 +852,34 @@ function M.run_unit(unit, opts)
     end
   end
 
+  -- a team's rules: in their guest, which builds the same ctx there from
+  -- the same data, handed in read-only and lazily (guest/lint.lua)
+  local run_team = M.team_runner(rules, settings, {
+    statements = stmts, file = file, unit_mode = mode, server_version = server_version, settings = settings,
+    schema = schema_default, sizes = sizes, segments = segs, first_additive = file_facts.first_additive,
+    new_at = new_at,
+  })
+
   -- run the rules
-  for _, s in ipairs(stmts) do
-    local cok, out, info = g:call("lint_check", s.index)
-    if not cok then
-      local who = info and info.where and info.where:match("^(.-):%d+$")
-      local rule_of = who and (function() for _, r in ipairs(rules) do if r.file == who then return r end end end)()
-      ui.fail { message = ("lint rule %s%s on %s:%d: %s"):format(rule_of and (rule_of.id .. " (" .. rule_of.file .. ")") or "",
-                  rule_of and " failed" or "failed", file, s.line, guest.explain(out, info)),
-                hint = "fix the rule file (README \"Lint\" shows the shape)", code = ui.EXIT.USAGE }
-    end
-    if out.failed then
-      local rule = by_id[out.failed]
-      if out.returned then
-        ui.fail { message = ("lint rule %s must return a list of findings or nil, got %s"):format(out.failed, out.returned),
-                  hint = ("fix %s"):format(rule.file), code = ui.EXIT.USAGE }
-      end
-      local first = tostring(out.error):match("^[^\n]*")
-      ui.fail { message = ("lint rule %s (%s) failed on %s:%d: %s"):format(out.failed, rule.file or "?", file, s.line, first),
-                detail = out.error ~= first and out.error or nil, hint = "fix the rule file (README \"Lint\" shows the shape)",
-                code = ui.EXIT.USAGE }
-    end
+  local seconds = M.DEADLINE_SECONDS or guest.deadline()
+  for i, s in ipairs(stmts) do
+    setmetatable(s, NODE_MT)
+    local team_out -- the team rules' results on s, when the first of them is due
     for _, rule in ipairs(rules) do
-      local res = out[rule.id]
-      if res ~= nil then
+      if not settings.off[rule.id] then
+        local ok, res
+        if rule.check then
+          ok, res = policy.with_deadline("lint rule", seconds, rule.check, s, ctx)
+          if not ok then
+            error(("lint rule %s (%s) failed on %s:%d: %s"):format(rule.id, rule.file or "?", file, s.line, tostring(res)), 0)
+          end
+          if res ~= nil and type(res) ~= "table" then
+            error(("lint rule %s must return a list of findings or nil, got %s"):format(rule.id, type(res)), 0)
+          end
+        else
+          team_out = team_out or run_team(i, s)
+          res = team_out[rule.id]
+        end
         if res and (res.why or res.rule) then res = { res } end
         for _, f in ipairs(res or {}) do
           local base = f.severity or rule.default_severity
@@ -489,7 +890,7 @@ function M.run_unit(unit, opts)
             error(("lint rule %s: severity must be error, warning or info, not \"%s\""):format(rule.id, tostring(sev)), 0)
           end
           local t = f.table_info
-          local finding = {
+          local out = {
             rule = rule.id, title = rule.title, severity = sev, file = file, line = f.line or s.line,
             statement = s.index, table = f.table or (t and t.key) or nil, lock = f.lock or (t and t.lock) or nil,
             why = tostring(f.why or rule.title), alternative = f.alternative and tostring(f.alternative) or nil,
@@ -501,11 +902,13 @@ function M.run_unit(unit, opts)
             sp.findings = (sp.findings or 0) + 1
             sp.severity = sp.severity and (M.SEVERITIES[sp.severity] >= M.SEVERITIES[sev] and sp.severity or sev) or sev
           else
-            findings[#findings + 1] = finding
+            findings[#findings + 1] = out
           end
         end
       end
     end
+    rawset(s, "node", nil)
+    setmetatable(s, nil)
   end
   for _, rec in ipairs(sup_records) do
     if not rec.matched then
@@ -520,6 +923,25 @@ function M.run_unit(unit, opts)
     return tostring(a.rule) < tostring(b.rule)
   end)
   return findings, sup_records
+end
+
+--- Lint one migration file.
+---@param unit table effects.analyze(text, file) (unit.text, or opts.text, gives the comments for suppressions)
+---@param opts table { settings, rules, sizes = {["schema.table"] = {rows=, bytes=}} | nil (offline), unit_mode = "file"|"statement", server_version, schema = default schema ("public"), catalog = snapshot | nil, text }
+---@return table[] findings { rule, title, severity, file, line, statement, table, lock, why, alternative, rows, bytes }
+---@return table[] suppressions { rule, reason, file, line, statement, scope, matched }
+function M.run_unit(unit, opts)
+  if type(unit) ~= "table" or type(unit.statements) ~= "table" then
+    error("bad argument #1 to 'run_unit' (a unit of effects.analyze expected) (expected lint.run_unit(unit, opts))", 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+    end
+  end
+  if not opts.rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
+  return M.check(prepare_unit(unit, opts.text), opts)
 end
 
 --- Count findings by severity.

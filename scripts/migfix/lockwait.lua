@@ -19,13 +19,7 @@ local M = {}
 M.DEFAULT_RETRIES = 3
 M.DEFAULT_PAUSE_MS = 10000
 
-local function sleep_ms(ms)
-  if ms <= 0 then return end
-  local ok, proc = pcall(require, "migfix.proc")
-  if ok and proc.sleep then proc.sleep(ms) return end
-  local ptime = require "posix.time"
-  ptime.nanosleep { tv_sec = ms // 1000, tv_nsec = (ms % 1000) * 1000000 }
-end
+local sleep_ms = require("migfix.sys").sleep_ms
 
 --- Whether a failed attempt of `text` can simply be sent again: it left
 --- nothing behind (migfix.execution: all or nothing under the native engine)

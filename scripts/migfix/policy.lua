@@ -18,6 +18,99 @@ M.BACKUP_SCOPES = { full = true, schema = true, ledger = true }
 --- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE); tests set it lower.
 M.DEADLINE_SECONDS = nil
 
+-- the host: migfix's own lint rules -------------------------------------------
+-- The lint rules shipped in policies/checks are migfix's own code: they run in
+-- migfix's state (fast, the whole ctx, nothing copied), over the same allow
+-- list as a team's rules (M.sandbox) and with a deadline pcall cannot swallow
+-- (M.with_deadline), so that a shipped rule can use nothing a team rule
+-- cannot. Policies, team rules and migfix.lua run in a guest state
+-- (migfix.guest); docs/policies.md "Sandbox" says why.
+
+local function copy(t)
+  local o = {}
+  for k, v in pairs(t) do o[k] = v end
+  return o
+end
+
+-- Strings share one metatable in migfix's state. Its __index becomes a copy
+-- of the string library without dump, and __metatable hides it from
+-- getmetatable: no code in this state reaches the table every string method
+-- call goes through (a guest has a string metatable of its own).
+do
+  local smt = getmetatable("")
+  if smt and smt.__metatable == nil then
+    local lib = copy(string)
+    lib.dump = nil
+    smt.__index = lib
+    smt.__metatable = false
+  end
+end
+
+-- The deadline of the evaluation running now (M.with_deadline): once it has
+-- passed, every hook call raises again and a sandboxed pcall re-raises, so
+-- pcall cannot swallow it.
+local expired_what
+
+local function sandboxed_pcall(f, ...)
+  local res = table.pack(pcall(f, ...))
+  if expired_what then error(expired_what, 0) end
+  return table.unpack(res, 1, res.n)
+end
+
+local function sandboxed_getmetatable(v)
+  if type(v) == "string" then return nil end
+  return getmetatable(v)
+end
+
+--- The allow-listed environment migfix's own lint rules run in (in this
+--- state; the same names as a guest's, migfix/guest/base.lua): no io, no
+--- os.getenv/execute/exit, no load/loadfile/dofile/require, no string.dump
+--- and no way to the strings' metatable; pcall cannot swallow the deadline;
+--- reading or writing an undeclared global raises.
+---@return table env
+function M.sandbox()
+  local str = copy(string)
+  str.dump = nil
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, pairs = pairs, next = next, select = select,
+    tonumber = tonumber, tostring = tostring, type = type, pcall = sandboxed_pcall, rawequal = rawequal,
+    rawget = rawget, rawlen = rawlen, setmetatable = setmetatable, getmetatable = sandboxed_getmetatable,
+    string = str, table = copy(table), math = copy(math), utf8 = copy(utf8),
+    os = { time = os.time, date = os.date, clock = os.clock },
+  }
+  setmetatable(env, {
+    __index = function(_, k) error(("undefined global '%s'"):format(tostring(k)), 2) end,
+    __newindex = function(_, k) error(("assignment to undeclared global '%s' (use local)"):format(tostring(k)), 2) end,
+  })
+  return env
+end
+
+--- Call fn(...) under xpcall with a CPU deadline (a count hook that
+--- pcall cannot swallow); returns xpcall's results, errors with a traceback.
+---@param what? string who ran over, for the message ("lint rule")
+---@param seconds? number default guest.deadline()
+function M.with_deadline(what, seconds, fn, ...)
+  seconds = seconds or guest.deadline()
+  local deadline = os.clock() + seconds
+  local msg = ("%s ran longer than %s s (deadline)"):format(what or "policy", tostring(seconds))
+  local outer = expired_what
+  expired_what = nil
+  debug.sethook(function()
+    if expired_what or os.clock() > deadline then
+      expired_what = msg
+      error(msg, 2)  -- again at every hook call until the evaluation returns
+    end
+  end, "", 100000)
+  local res = table.pack(xpcall(fn, function(e)
+    if ui.is_error(e) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, ...))
+  debug.sethook()
+  if expired_what and res[1] then res = table.pack(false, msg) end
+  expired_what = outer
+  return table.unpack(res, 1, res.n)
+end
+
 -- secrets ----------------------------------------------------------------------
 -- Everything a policy emits (notes, refusals, hints, objects, reasons, errors)
 -- is redacted before it leaves this module: URLs with passwords (db.redact,

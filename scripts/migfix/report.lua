@@ -89,46 +89,8 @@ end
 
 -- ------------------------------------------------------------ time
 
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
-
---- Epoch milliseconds of an ISO-8601 time: "2025-01-02T03:04:05.123456Z",
---- a space for the T, an offset (+02:00, -0500), or a date alone (UTC).
----@param s string
----@return number|nil ms
-function M.iso_ms(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, rest = s:match("^%s*(%d%d%d%d)%-(%d%d)%-(%d%d)(.-)%s*$")
-  if not y then return nil end
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  local H, Mi, S, frac, tz = 0, 0, 0, nil, ""
-  if rest ~= "" then
-    local h2, m2, tail = rest:match("^[Tt ](%d%d):(%d%d)(.*)$")
-    if not h2 then return nil end
-    H, Mi = tonumber(h2), tonumber(m2)
-    local s2, t2 = tail:match("^:(%d%d)(.*)$")
-    if s2 then S, tail = tonumber(s2), t2 end
-    local f, t3 = tail:match("^[.,](%d+)(.*)$")
-    if f then frac, tail = f, t3 end
-    tz = tail
-  end
-  local off = 0
-  if not (tz == "" or tz == "Z" or tz == "z" or tz:match("^%s*UTC$")) then
-    local sign, oh, om = tz:match("^%s*([+-])(%d%d):?(%d%d)$")
-    if not sign then sign, oh = tz:match("^%s*([+-])(%d%d)$"); om = "00" end
-    if not sign then return nil end
-    off = (tonumber(oh) * 60 + tonumber(om)) * (sign == "+" and 1 or -1)
-  end
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or H > 23 or Mi > 59 or S > 60 then return nil end
-  local secs = days_from_civil(y, mo, d) * 86400 + H * 3600 + Mi * 60 + S - off * 60
-  return secs * 1000 + (frac and tonumber("0." .. frac) * 1000 or 0)
-end
+--- Epoch milliseconds of an ISO-8601 time (migfix.sys.iso_ms).
+M.iso_ms = require("migfix.sys").iso_ms
 
 --- ISO-8601 UTC text of epoch milliseconds, millisecond precision.
 ---@param ms number

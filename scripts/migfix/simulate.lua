@@ -13,6 +13,7 @@ local ui = require "migfix.ui"
 local db = require "migfix.db"
 local json = require "migfix.json"
 local proc = require "migfix.proc"
+local sys = require "migfix.sys"
 local ledger = require "migfix.ledger"
 local lw = require "migfix.ledger_write"
 local resolve = require "migfix.resolve"
@@ -576,7 +577,7 @@ end
 
 ---@return table report, integer exit code
 function M.run(ctx, opts)
-  local t_start = proc.now()
+  local t_start = sys.now_ms()
   local p = ctx:project()
   local from = opts.from
   if from and not M.MODES[from] then
@@ -706,7 +707,7 @@ function M.run(ctx, opts)
       local own_left = false
       for _, r in ipairs(others) do if r.pid == own_pid then own_left = true end end
       if not own_left then break end
-      proc.sleep(50)
+      sys.sleep_ms(50)
     end
     if #others > 0 then
       ui.fail { message = ("cannot copy database \"%s\" as a template: %d other session(s) are connected"):format(real_db, #others),
@@ -730,7 +731,7 @@ function M.run(ctx, opts)
   R.copy = { mode = from, why = R.copy_why or ("--from " .. from), name = name, server = same_server and "same server" or db.redact(admin_url),
              kept = opts.keep and true or false, schema_only = from == "schema", started_at = started }
   R.copy_why = nil
-  local t_copy = proc.now()
+  local t_copy = sys.now_ms()
   local created = false
   ctx:defer(function()
     if state.ignore_signals then state.ignore_signals() end
@@ -768,7 +769,7 @@ function M.run(ctx, opts)
     if not sok then ui.fail { message = "could not build the schema-only copy: " .. tostring(serr), code = ui.EXIT.FAILURE } end
     R.limits[#R.limits + 1] = "schema-only copy: no rows, so scans, rewrites and index builds look instant and data errors (duplicates, NOT NULL, casts) cannot show"
   end
-  R.copy.ms = proc.now() - t_copy
+  R.copy.ms = sys.now_ms() - t_copy
   R.copy.source_size_bytes = real_size
 
   -- the rehearsal, on a context whose URL is the copy
@@ -820,11 +821,11 @@ function M.run(ctx, opts)
     R.inject = { at = inject.at, seed = inject.seed or json.null, total_statements = total }
   end
 
-  local t_rehearse = proc.now()
+  local t_rehearse = sys.now_ms()
   checkpoint(state)
   local pass1 = one_pass(S, "rehearsal", E_real)
   checkpoint(state)
-  R.rehearsal = { ok = pass1.ok, why = pass1.why or json.null, ms = proc.now() - t_rehearse }
+  R.rehearsal = { ok = pass1.ok, why = pass1.why or json.null, ms = sys.now_ms() - t_rehearse }
   local recovered
   if inject then
     tr.inject_at = nil
@@ -846,7 +847,7 @@ function M.run(ctx, opts)
         end
       end
       R.inject.state_after = { failed_rows = json.array(rows), deploy_refuses = st.deploy.refuses }
-      local t_rec = proc.now()
+      local t_rec = sys.now_ms()
       -- the recovery decides on the copy: that state exists only there
       local pass2 = one_pass(S, "recovery", (resolve.prepare(simctx, c2, { pending = true })))
       local acted = {}
@@ -854,7 +855,7 @@ function M.run(ctx, opts)
         if c.policy ~= json.null then acted[#acted + 1] = { migration = c.migration, policy = c.policy, outcome = c.outcome } end
       end
       recovered = pass2.ok
-      R.inject.recovery = { recovered = pass2.ok, why = pass2.why or json.null, policies = json.array(acted), ms = proc.now() - t_rec }
+      R.inject.recovery = { recovered = pass2.ok, why = pass2.why or json.null, policies = json.array(acted), ms = sys.now_ms() - t_rec }
     end
   end
 
@@ -904,7 +905,7 @@ function M.run(ctx, opts)
   R.verdict = { safe = safe, reasons = json.array(reasons) }
   R.limits[#R.limits + 1] = "no concurrent load on the copy: lock waits (55P03) and queues behind other sessions are not seen"
   R.limits = json.array(R.limits)
-  R.total_ms = proc.now() - t_start
+  R.total_ms = sys.now_ms() - t_start
   R.copy.url = db.redact(scratch_url)
   R.inject = R.inject or json.null
   for _, u in ipairs(R.units) do

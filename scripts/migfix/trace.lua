@@ -18,6 +18,7 @@
 local effects = require "migfix.effects"
 local execution = require "migfix.execution"
 local proc = require "migfix.proc"
+local sys = require "migfix.sys"
 
 local M = {}
 
@@ -119,7 +120,7 @@ end
 --- can stand in for it), after calling opts.on_unit(record).
 function M.run(conn, text, meta, opts)
   local unit_rec = { migration = meta.name, source = meta.source, statements = {}, holds = {} }
-  local t_unit = proc.now()
+  local t_unit = sys.now_ms()
   local unit, perr = effects.analyze(text, meta.path)
   if not unit then
     unit_rec.ok = false
@@ -171,9 +172,9 @@ function M.run(conn, text, meta, opts)
   end
 
   local function commit_tx()
-    local t0 = proc.now()
+    local t0 = sys.now_ms()
     local ok, err, info = conn:exec("COMMIT")
-    local ms = proc.now() - t0
+    local ms = sys.now_ms() - t0
     in_tx = false
     if not ok then return nil, err, info, ms end
     close_holds(ms)
@@ -234,9 +235,9 @@ function M.run(conn, text, meta, opts)
     if opts.inject_at and n == opts.inject_at then
       -- end the connection here, as a pooler or a timeout would: the open
       -- transaction is rolled back by the server, the client sees the loss
-      local t0 = proc.now()
+      local t0 = sys.now_ms()
       local _, err, info = conn:exec("SELECT pg_terminate_backend(pg_backend_pid())")
-      rec.ms = proc.now() - t0
+      rec.ms = sys.now_ms() - t0
       rec.injected = true
       rec.error = { sqlstate = info and info.sqlstate or "57P01", message = err or "connection ended", injected = true }
       in_tx = false
@@ -245,9 +246,9 @@ function M.run(conn, text, meta, opts)
       break
     end
 
-    local t0 = proc.now()
+    local t0 = sys.now_ms()
     local ok, err, info = conn:exec(s.text)
-    rec.ms = math.floor((proc.now() - t0) * 1000 + 0.5) / 1000
+    rec.ms = math.floor((sys.now_ms() - t0) * 1000 + 0.5) / 1000
     if opts.check then opts.check() end
     if ok then
       rec.rows = type(err) == "table" and err.affected or nil
@@ -286,7 +287,7 @@ function M.run(conn, text, meta, opts)
     unit_rec.commit_ms = ms
     if not ok then failure = { err, info } end
   end
-  unit_rec.ms = proc.now() - t_unit
+  unit_rec.ms = sys.now_ms() - t_unit
   local total = 0
   for _, s in ipairs(unit_rec.statements) do total = total + (s.ms or 0) + (s.commit_ms or 0) end
   unit_rec.statements_ms = total + (unit_rec.commit_ms or 0)

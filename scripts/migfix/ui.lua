@@ -86,43 +86,60 @@ end
 
 --- display width of a UTF-8 string (code points; good enough for names)
 local function width(s)
-  local _, n = tostring(s):gsub("[^\128-\191]", "")
+  s = tostring(s)
+  if not s:find("[\128-\255]") then return #s end
+  local _, n = s:gsub("[^\128-\191]", "")
   return n
 end
+M.width = width
 
---- Print rows as an aligned table. cols = { {key=, title=, color=fn(row)} }
+--- Print rows as an aligned table. cols = { {key=, title=, color=fn(row)} }.
+--- Every cell is turned into text and measured once; the table is written
+--- in one piece.
 function M.table(cols, rows, indent)
   indent = indent or ""
-  local w = {}
+  local ncol, nrow = #cols, #rows
+  local w, texts, widths = {}, {}, {}
+  for i, c in ipairs(cols) do w[i] = width(c.title) end
+  -- column-major: texts[i][r], widths[i][r] (nil width: the text is ASCII)
+  for i = 1, ncol do
+    local key, col, cw, wi = cols[i].key, {}, {}, w[i]
+    for r = 1, nrow do
+      local v = rows[r][key]
+      local t = v == nil and "" or tostring(v)
+      local n = #t
+      if t:find("[\128-\255]") then n = width(t); cw[r] = n end
+      if n > wi then wi = n end
+      col[r] = t
+    end
+    texts[i], widths[i], w[i] = col, cw, wi
+  end
+  local rep, concat, paint = string.rep, table.concat, M.paint
+  local color = M.color
+  local out, parts = {}, {}
+  local function finish()
+    out[#out + 1] = indent .. (concat(parts, "  ", 1, ncol):gsub("%s+$", ""))
+  end
   for i, c in ipairs(cols) do
-    w[i] = width(c.title)
-    for _, r in ipairs(rows) do
-      local v = r[c.key]
-      w[i] = math.max(w[i], width(v == nil and "" or tostring(v)))
-    end
+    local t = c.title
+    parts[i] = (color and paint(t, "bold") or t) .. (i < ncol and rep(" ", w[i] - width(t)) or "")
   end
-  local function line(vals, paint_fn)
-    local parts = {}
-    for i, v in ipairs(vals) do
-      local s = tostring(v)
-      local pad = (i < #vals) and string.rep(" ", w[i] - width(s)) or ""
-      if paint_fn and paint_fn[i] then s = M.paint(s, paint_fn[i]) end
-      parts[#parts + 1] = s .. pad
+  finish()
+  for r = 1, nrow do
+    local row = rows[r]
+    for i = 1, ncol do
+      local t = texts[i][r]
+      local pad = i < ncol and w[i] - (widths[i][r] or #t) or 0
+      if color then
+        local fn = cols[i].color
+        local c = fn and fn(row)
+        if c then t = paint(t, c) end
+      end
+      parts[i] = pad > 0 and (t .. rep(" ", pad)) or t
     end
-    M.out(indent, (table.concat(parts, "  "):gsub("%s+$", "")))
+    finish()
   end
-  local titles = {}
-  for i, c in ipairs(cols) do titles[i] = c.title end
-  line(titles, setmetatable({}, { __index = function() return "bold" end }))
-  for _, r in ipairs(rows) do
-    local vals, paints = {}, {}
-    for i, c in ipairs(cols) do
-      local v = r[c.key]
-      vals[i] = v == nil and "" or tostring(v)
-      paints[i] = c.color and c.color(r) or nil
-    end
-    line(vals, paints)
-  end
+  M.out(concat(out, "\n"))
 end
 
 --- short form of a checksum or id for tables

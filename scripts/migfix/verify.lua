@@ -123,6 +123,122 @@ local function norm_expr(x)
 end
 M.norm_expr = norm_expr
 
+-- A JSON text as a tree (nil when it does not parse): objects keep the last
+-- of repeated keys (as jsonb does), numbers and strings keep their text with
+-- the simple escapes decoded (a \u escape stays as written).
+local function json_tree(s)
+  local i = 1
+  local function ws() i = s:find("[^ \t\r\n]", i) or (#s + 1) end
+  local value
+  local function str()
+    local j, buf = i + 1, {}
+    while j <= #s do
+      local c = s:sub(j, j)
+      if c == '"' then i = j + 1; return table.concat(buf) end
+      if c == "\\" then
+        local e = s:sub(j + 1, j + 1)
+        local map = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+        if map[e] then buf[#buf + 1] = map[e]; j = j + 2
+        elseif e == "u" then buf[#buf + 1] = s:sub(j, j + 5); j = j + 6
+        else return nil end
+      else buf[#buf + 1] = c; j = j + 1 end
+    end
+    return nil
+  end
+  function value()
+    ws()
+    local c = s:sub(i, i)
+    if c == "{" then
+      local obj = { t = "obj", map = {} }
+      i = i + 1; ws()
+      if s:sub(i, i) == "}" then i = i + 1; return obj end
+      while true do
+        ws()
+        if s:sub(i, i) ~= '"' then return nil end
+        local k = str(); if not k then return nil end
+        ws(); if s:sub(i, i) ~= ":" then return nil end
+        i = i + 1
+        local v = value(); if not v then return nil end
+        obj.map[k] = v
+        ws()
+        local d = s:sub(i, i); i = i + 1
+        if d == "}" then return obj elseif d ~= "," then return nil end
+      end
+    elseif c == "[" then
+      local arr = { t = "arr", list = {} }
+      i = i + 1; ws()
+      if s:sub(i, i) == "]" then i = i + 1; return arr end
+      while true do
+        local v = value(); if not v then return nil end
+        arr.list[#arr.list + 1] = v
+        ws()
+        local d = s:sub(i, i); i = i + 1
+        if d == "]" then return arr elseif d ~= "," then return nil end
+      end
+    elseif c == '"' then
+      local v = str(); if not v then return nil end
+      return { t = "str", v = v }
+    else
+      local lit = s:match("^%-?%d+%.?%d*[eE]?[%+%-]?%d*", i) or s:match("^true", i) or s:match("^false", i) or s:match("^null", i)
+      if not lit or lit == "" then return nil end
+      i = i + #lit
+      if lit:match("^%-?%d") then return { t = "num", v = tonumber(lit) } end
+      return { t = lit }
+    end
+  end
+  local v = value()
+  ws()
+  if not v or i <= #s then return nil end
+  return v
+end
+
+local function json_equal(a, b)
+  if a.t ~= b.t then return false end
+  if a.t == "str" or a.t == "num" then return a.v ~= nil and a.v == b.v end
+  if a.t == "arr" then
+    if #a.list ~= #b.list then return false end
+    for k, x in ipairs(a.list) do if not json_equal(x, b.list[k]) then return false end end
+    return true
+  end
+  if a.t == "obj" then
+    for k, x in pairs(a.map) do if not b.map[k] or not json_equal(x, b.map[k]) then return false end end
+    for k in pairs(b.map) do if not a.map[k] then return false end end
+    return true
+  end
+  return true
+end
+
+-- the string of a default that is one literal (E'...' or '...', an optional
+-- cast), '' unescaped; nil otherwise
+local function one_literal(x)
+  local i = x:find("[^%s]") or 1
+  if x:sub(i, i) == "E" or x:sub(i, i) == "e" then i = i + 1 end
+  if x:sub(i, i) ~= "'" then return nil end
+  local j, buf = i + 1, {}
+  while true do
+    local q = x:find("'", j, true)
+    if not q then return nil end
+    buf[#buf + 1] = x:sub(j, q - 1)
+    if x:sub(q + 1, q + 1) == "'" then buf[#buf + 1] = "'"; j = q + 2 else j = q + 1; break end
+  end
+  local rest = x:sub(j)
+  if not rest:match("^%s*$") and not rest:match('^%s*::%s*[%w_"]+%s*$') then return nil end
+  return table.concat(buf)
+end
+
+--- Whether two defaults are the same value: the same text (norm_expr), or,
+--- on a jsonb column, two literals holding the same JSON value (jsonb stores
+--- '{"a":1}' as '{"a": 1}'::jsonb, keys reordered).
+local function same_default(want, found, coltype)
+  if norm_expr(want) == norm_expr(found) then return true end
+  if coltype ~= "jsonb" then return false end
+  local a, b = one_literal(want), one_literal(found)
+  if not a or not b then return false end
+  local ta, tb = json_tree(a), json_tree(b)
+  return ta ~= nil and tb ~= nil and json_equal(ta, tb)
+end
+M.same_default = same_default
+
 local function same_cols(a, b)
   if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then return false end
   for i = 1, #a do
@@ -185,6 +301,8 @@ local COMPARED_SET = {
   sequence = { owned_by = true },
 }
 PROPS.sequence = { "owned_by" }
+PROPS.view = { "out_columns" }
+PROPS.matview = { "out_columns" }
 
 local Model = {}
 Model.__index = Model
@@ -684,10 +802,11 @@ function M.expected(unit, default_schema)
   local unverifiable = {}
   local function unv(raw, e, reason, needs_cover)
     local r, nc = unverifiable_reason(raw)
+    if needs_cover == nil then needs_cover = nc end  -- (not `x == nil and nc or x`: nc may be false)
     unverifiable[#unverifiable + 1] = {
       kind = e.kind, action = e.action == "unverifiable" and "unverifiable" or e.action, stmt = e.stmt, line = e.line,
       schema = raw.schema, name = e.name, table = e.table, reason = reason or r,
-      needs_cover = needs_cover == nil and nc or needs_cover, reindex = raw.reindex, node = raw.node, temp = raw.temp,
+      needs_cover = needs_cover, reindex = raw.reindex, node = raw.node, temp = raw.temp,
       in_do = raw.in_do,
     }
   end
@@ -1054,7 +1173,7 @@ lookup = function(entry, snap, ds)
       diff(diffs, "default", p.default or (want_default and "(a default)" or nil), c.default or (found_default and "(a default)" or nil))
     elseif want_default and found_default and p.default ~= nil and c.default ~= nil
       and (not entry.created or entry.replaces or entry.on_replaced_table)
-      and norm_expr(p.default) ~= norm_expr(c.default) then
+      and not same_default(p.default, c.default, c.type) then
       -- a default set on an existing column (or a re-created one) must be the file's
       diff(diffs, "default", p.default, c.default)
     end
@@ -1153,6 +1272,21 @@ local REPLACE_COMPARED = { enum = true, ["function"] = true, index = true, const
 
 local DEFINITION_NOT_COMPARED = { view = "its query", matview = "its query", trigger = "its definition" }
 
+-- a view's output column names in order (nil when the snapshot has none)
+local function view_columns(rec)
+  if type(rec) ~= "table" or type(rec.columns) ~= "table" then return nil end
+  local list = {}
+  for name, c in pairs(rec.columns) do
+    if type(c) ~= "table" or type(c.position) ~= "number" then return nil end
+    list[#list + 1] = { name = name, pos = c.position }
+  end
+  if #list == 0 then return nil end
+  table.sort(list, function(a, b) return a.pos < b.pos end)
+  local out = {}
+  for i, c in ipairs(list) do out[i] = c.name end
+  return out
+end
+
 -- the object under its old name, of the same kind (a view made under a
 -- renamed table's old name is not the table)
 local function old_still_there(old, snap, ds)
@@ -1206,32 +1340,25 @@ end
 ---------------------------------------------------------------------------
 -- Transactions: which statements commit together
 ---------------------------------------------------------------------------
-local TX_END = { commit = true, ["end"] = true, rollback = true, abort = true }
-local TX_BEGIN = { begin = true, start = true }
+local execution = require "migfix.execution"
+
+--- Whether a failure leaves all of the file or none of it (migfix.execution).
+local function all_or_nothing(unit, unit_mode, server_version)
+  return execution.of(unit, { unit = unit_mode or "file", server_version = server_version }).all_or_nothing
+end
 
 --- Segment number of each statement: statements of one segment commit
---- together (or not at all). unit_mode "file": one implicit transaction,
---- cut by COMMIT/ROLLBACK and around statements that cannot run in one;
---- "statement": each statement alone unless inside BEGIN ... COMMIT.
+--- together (or not at all), from migfix.execution. A file the native
+--- engine cannot run at all (a statement that cannot run in a transaction
+--- block among others) got in only statement by statement, so it is
+--- segmented as a splitting engine runs it.
 local function segments(unit, unit_mode, server_version)
-  local seg, id, open = {}, 0, false
-  for i, s in ipairs(unit.statements or {}) do
-    local word = s.tx_control and type(s.text) == "string" and (s.text:match("^%s*(%a+)") or ""):lower() or nil
-    local nontx = s.non_transactional and not (s.before_pg and server_version and server_version >= s.before_pg)
-    if unit_mode == "statement" then
-      if not open or i == 1 then id = id + 1 end
-      seg[i] = id
-      if word and TX_BEGIN[word] then open = true elseif word and TX_END[word] then open = false end
-    else
-      if i == 1 then id = 1 end
-      if nontx then
-        id = id + 1; seg[i] = id; id = id + 1
-      else
-        seg[i] = id
-        if word and TX_END[word] then id = id + 1 end
-      end
-    end
+  local ex = execution.of(unit, { unit = unit_mode, server_version = server_version })
+  if unit_mode == "file" and ex.note then
+    ex = execution.of(unit, { unit = "statement", server_version = server_version })
   end
+  local seg = {}
+  for i, s in ipairs(unit.statements or {}) do seg[i] = ex.segment_of[s.index or i] or i end
   return seg
 end
 
@@ -1392,6 +1519,16 @@ function M.compare(unit, snap, default_schema, opts)
                              found = ("both \"%s\" and \"%s\""):format(entry.old_name, entry.name) } }
           end
         end
+        if item.state == "present" and replaced and (entry.kind == "view" or entry.kind == "matview") then
+          -- the query is not compared, but other output columns than the
+          -- file's show the older definition is still there
+          local want, have = entry.props.out_columns, view_columns(found)
+          if want and have and table.concat(want, "\0") ~= table.concat(have, "\0") then
+            item.state = "different"
+            item.diffs = { { field = "columns", expected = table.concat(want, ", "), found = table.concat(have, ", "),
+                             note = "the output columns of the view in the database are not the file's" } }
+          end
+        end
         if item.state == "present" then
           if replaced and DEFINITION_NOT_COMPARED[entry.kind] then
             item.state, item.reason = "unverifiable",
@@ -1460,6 +1597,16 @@ function M.compare(unit, snap, default_schema, opts)
         class, progress = "not_done", entry.first_stmt
       else
         class = "drift"
+      end
+      if class == "not_done" and not progress and entry.renamed_from and entry.created then
+        -- created here under another name and renamed onto this one (which
+        -- an older object still holds): the create ran, the rename did not
+        local old = copy(entry)
+        old.name = entry.renamed_from
+        if old_still_there(old, snap, default_schema) then
+          item.old_present = true
+          progress = entry.first_stmt
+        end
       end
       if entry.kind == "index" and found and found.valid == false then add_invalid(found) end
     elseif item.state == "present" or item.state == "absent" then class = "done"
@@ -1630,6 +1777,7 @@ function M.compare(unit, snap, default_schema, opts)
     partial = "some of the migration's changes are in the database, some are not",
     drifted = "the database differs from what the migration would leave",
     unverifiable = verifiable == 0 and "nothing in the migration can be checked in the catalog"
+      or (not_done > 0 and "some of the migration's changes are not in the database, and the catalog cannot tell whether the rest ran")
       or "every checked object is as the migration leaves it, but not everything can be checked",
   })[verdict]
   local summary = lead .. (#parts > 0 and (" (" .. table.concat(parts, ", ") .. ")") or "")
@@ -1638,22 +1786,13 @@ function M.compare(unit, snap, default_schema, opts)
     verdict = verdict, items = items, counts = counts, summary = summary,
     invalid_indexes = invalid, unit = unit_mode, reason = why_unverifiable,
     proven = proven > 0 and proven_upto or nil,
-    all_or_nothing = unit_mode == "file" and not (unit.flags and (unit.flags.tx_control or unit.flags.non_transactional)) or false,
+    all_or_nothing = all_or_nothing(unit, unit_mode, opts.server_version or snap.server_version),
   }
 end
 
 ---------------------------------------------------------------------------
 -- Which statement failed
 ---------------------------------------------------------------------------
-local function all_or_nothing(unit)
-  local f = unit.flags or {}
-  if f.tx_control or f.non_transactional then return false end
-  for _, s in ipairs(unit.statements or {}) do
-    if s.tx_control or s.non_transactional then return false end
-  end
-  return true
-end
-
 local function describe(it)
   local n = it.name or "?"
   if it.table and (it.kind == "column" or it.kind == "constraint" or it.kind == "trigger") then n = it.table .. "." .. n end
@@ -1676,7 +1815,7 @@ function M.likely_failed_statement(unit, evidence, err)
   if type(evidence) ~= "table" or type(evidence.items) ~= "table" then
     error("bad argument #2 to 'likely_failed_statement' (expected evidence from verify.compare)", 2)
   end
-  local atomic = all_or_nothing(unit) and evidence.unit ~= "statement"
+  local atomic = all_or_nothing(unit, evidence.unit)
   local first
   for _, it in ipairs(evidence.items) do
     local not_done = it.state == "missing" or it.state == "still_present" or it.state == "different"

@@ -54,6 +54,16 @@ static void test_basic(void **state)
     mf_url_free(&u); /* idempotent */
 }
 
+/* found by make fuzz: the password repeated in a malformed path */
+static void test_password_repeated_elsewhere(void **state)
+{
+    struct mf_url u = parse_ok("postgresql://app:s%65cret@db.esql://app:secret@h:1/x:s%65cret");
+    assert_string_equal(u.password, "secret");
+    assert_null(strstr(u.redacted, "secret"));
+    assert_null(strstr(u.redacted, "s%65cret"));
+    mf_url_free(&u);
+}
+
 static void test_postgres_scheme_default_port(void **state)
 {
     struct mf_url u = parse_ok("postgres://app@localhost/appdb");
@@ -264,6 +274,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_password_repeated_elsewhere),
         cmocka_unit_test(test_postgres_scheme_default_port),
         cmocka_unit_test(test_percent_decoding),
         cmocka_unit_test(test_unencoded_at_in_password),

@@ -162,7 +162,7 @@ T["progress percentage: tables before the one pg_dump copies, plus the COPY's by
   local real = io.stderr
   io.stderr = { write = function(_, ...) for _, s in ipairs({ ... }) do lines[#lines + 1] = s end end, flush = function() end }
   local ok, st = pcall(backup.watch, fake_h, { path = path, conn = conn, dbname = "app", scope = "full", appname = "x",
-                                               t0 = require("migfix.proc").now() - 1000, interval = 0 })
+                                               t0 = require("migfix.sys").now_ms() - 1000, interval = 0 })
   io.stderr = real
   os.remove(path)
   h.ok(ok, tostring(st))

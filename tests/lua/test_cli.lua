@@ -150,4 +150,15 @@ T["the password of --url is blanked in the process arguments"] = function()
   h.contains(out, "u:")
 end
 
+T["help lists every command with its module's summary (read with its requires deferred)"] = function()
+  local out, _, rc = h.migfix { "help" }
+  h.eq(rc, 0)
+  local cli = require "migfix.cli"
+  for _, name in ipairs(cli.COMMANDS) do
+    local mod = require("migfix.commands." .. name)
+    h.contains(out, ("  %-10s %s"):format(name, mod.summary), name)
+    h.eq(cli.summary(name), mod.summary, name)
+  end
+end
+
 return T

@@ -221,14 +221,16 @@ T["readonly connection refuses writes (server-enforced), also in begin()"] = fun
   H.eq(info.sqlstate, "25006")
 end
 
-T["advisory lock: timeout names the holder"] = function()
+T["advisory lock: one try in C, the bounded wait in migfix.ledger names the holder"] = function()
+  local ledger = require "migfix.ledger"
   local key = 72707369
   local holder <close> = connect(H.admin_url, { application_name = "prisma-migrate" })
   local waiter <close> = connect(H.admin_url)
-  H.eq(holder:advisory_lock(key, 1000), true)
+  H.eq(holder:try_advisory_lock(key), true)
+  H.eq(waiter:try_advisory_lock(key), false)
   local hpid = holder:info().backend_pid
   local t0 = epoch(waiter)
-  local ok, msg, info = waiter:advisory_lock(key, 400)
+  local ok, msg, info = ledger.acquire_lock(waiter, key, 400)
   local elapsed = epoch(waiter) - t0
   H.eq(ok, nil)
   H.ok(elapsed >= 0.39 and elapsed < 3, "waited about the bound, not " .. elapsed)
@@ -246,24 +248,28 @@ T["advisory lock: timeout names the holder"] = function()
   H.eq(holder:advisory_unlock(key), true)
   H.eq(holder:advisory_unlock(key), false)
   holder:notices() -- "you don't own a lock" warning
-  H.eq(waiter:advisory_lock(key, 1000), true)
+  H.eq(ledger.acquire_lock(waiter, key, 1000), true)
   -- a zero timeout tries once
-  ok, msg, info = holder:advisory_lock(key, 0)
+  ok, msg, info = ledger.acquire_lock(holder, key, 0)
   H.eq(ok, nil)
   H.eq(info.holders[1].pid, waiter:info().backend_pid)
   -- closing the session releases it
   waiter:close()
-  H.eq(holder:advisory_lock(key, 2000), true)
+  H.eq(ledger.acquire_lock(holder, key, 2000), true)
   -- big and negative keys
-  H.eq(holder:advisory_lock(-1, 100), true)
-  H.eq(holder:advisory_lock(1 << 40, 100), true)
+  H.eq(ledger.acquire_lock(holder, -1, 100), true)
+  H.eq(ledger.acquire_lock(holder, 1 << 40, 100), true)
   local other <close> = connect(H.admin_url)
-  ok, msg, info = other:advisory_lock(1 << 40, 0)
+  ok, msg, info = ledger.acquire_lock(other, 1 << 40, 0)
   H.eq(ok, nil)
   H.contains(msg, "could not acquire the advisory lock pg_advisory_lock(1099511627776)")
   H.eq(info.holders[1].pid, hpid)
-  H.raises(function() other:advisory_lock(key, -1) end, "timeout must be >= 0")
-  H.raises(function() other:advisory_lock("k") end, "bad argument #1 to 'advisory_lock'")
+  ok, msg, info = ledger.acquire_lock(other, -1, 0)
+  H.eq(info.holders[1].pid, hpid, "a negative key is found by its two halves")
+  H.raises(function() ledger.acquire_lock(other, key, -1) end, "timeout must be >= 0")
+  H.raises(function() ledger.acquire_lock(other, "k") end, "bad argument #2 to 'acquire_lock'")
+  H.raises(function() other:try_advisory_lock("k") end, "bad argument #1 to 'try_advisory_lock'")
+  H.eq(other.advisory_lock, nil, "the wait is not in C")
 end
 
 T["parse_url strips Prisma parameters and decodes the schema"] = function()
@@ -363,7 +369,7 @@ T["closed handles raise; close is idempotent"] = function()
   local c = connect(H.admin_url)
   H.eq(c:close(), true)
   H.eq(c:close(), true)
-  for _, m in ipairs({ "query", "exec", "begin", "info", "server_version", "notices", "quote_ident", "advisory_lock" }) do
+  for _, m in ipairs({ "query", "exec", "begin", "info", "server_version", "notices", "quote_ident", "try_advisory_lock" }) do
     H.raises(function() c[m](c, "x") end, "attempt to use a closed connection")
   end
   -- a transaction outliving its connection

@@ -257,4 +257,30 @@ print(json.dumps({k: sum(x[k] for x in s) for k in ("targets","ok","refused","fa
   h.eq(d.ok + d.refused + d.failed + d.skipped, 100)
 end
 
+T["check over a fleet: every target checked, findings are not failures, the exit code is the most severe"] = function()
+  local dir, mdir = h.project { M1 }
+  local healthy_name, healthy = h.fresh_db()
+  L.deploy(healthy, nil, mdir, M1[1])
+  local failed_name, failed = h.fresh_db()
+  L.failed(failed, M1[1], L.checksum(M1[2]), LOCK_LOGS)
+  local tf = dir .. "/check-targets.txt"
+  h.write(tf, ("healthy %s\nfailed %s\n"):format(h.url(healthy_name), h.url(failed_name)))
+  local out, err, rc = mf { "-C", dir, "check", "--targets", tf, "--json" }
+  local per, s = ndjson(out)
+  h.eq(#per, 2, err)
+  h.eq(rc, 10, out .. err)
+  h.eq(s.refused, 1)
+  h.eq(s.failed, 0)
+  h.eq(s.ok, 1)
+  -- an unreachable target ranks above any finding
+  h.write(tf, ("healthy %s\nfailed %s\ngone postgresql://postgres@127.0.0.1:1/nope\n"):format(h.url(healthy_name), h.url(failed_name)))
+  local out2, err2, rc2 = mf { "-C", dir, "check", "--targets", tf, "--json" }
+  local per2, s2 = ndjson(out2)
+  h.eq(#per2, 3, err2)
+  h.eq(rc2, 3, out2 .. err2)
+  h.eq(s2.failed, 1)
+  h.eq(s2.refused, 1)
+  h.eq(require("migfix.fleet").severity(10, "check") > require("migfix.fleet").severity(15, "check"), true)
+end
+
 return T

@@ -396,4 +396,64 @@ T["lint.run_unit and lint.settings: API and bad arguments"] = function()
   h.raises(function() lint.run_unit("x", {}) end, "bad argument #1 to 'run_unit'")
 end
 
+T["rules read the facts of earlier statements; s.node on demand for the statement checked"] = function()
+  local lint = require "migfix.lint"
+  local dir = h.tmpdir()
+  h.write(dir .. "/checks/X3-facts.lua", [[
+return {
+  id = "X3", title = "facts", default_severity = "info",
+  check = function(s, ctx)
+    local seg = ctx.segment_facts(s)
+    local other = ctx.statements[s.index == 1 and 2 or 1]
+    local why = ("kind=%s node=%s other_node=%s begin=%s exclusive=%s locked=%d/%d values=%d ddl=%s additive=%s created_T=%s timeout=%s"):format(
+      s.kind, tostring(s.node and next(s.node)), tostring(other and rawget(other, "node") ~= nil),
+      tostring(s.after_begin and s.after_begin.index), tostring(s.held_exclusive and s.held_exclusive.stmt.index),
+      s.write_locked_before, s.write_locked_through, s.values_before,
+      tostring(seg.first_ddl and seg.first_ddl.index), tostring(ctx.first_additive and ctx.first_additive.index),
+      tostring(ctx.created_before(s, nil, "N")), tostring(s.timeout_before))
+    return { { why = why } }
+  end,
+}
+]])
+  local rules = assert(lint.load_rules({ dir .. "/checks" }))
+  local text = table.concat({
+    "SET lock_timeout = '2s';",
+    'ALTER TABLE "Big" ADD COLUMN "x" int;',       -- ACCESS EXCLUSIVE on an existing table
+    'CREATE TABLE "N" ("id" int);',
+    'INSERT INTO "N" SELECT * FROM "Mid";',
+    'ALTER TYPE "Status" ADD VALUE \'DONE\';',
+    'CREATE INDEX "Small_a_idx" ON "Small"("a");',
+  }, "\n") .. "\n"
+  local f = assert(lint.run_text(text, "m.sql", { rules = rules, settings = lint.settings() }))
+  local by = {}
+  for _, x in ipairs(f) do by[x.statement] = x.why end
+  h.eq(by[1], "kind=VariableSetStmt node=VariableSetStmt other_node=false begin=nil exclusive=nil locked=0/0 values=0 ddl=2 additive=2 created_T=false timeout=false")
+  h.eq(by[2], "kind=AlterTableStmt node=AlterTableStmt other_node=false begin=nil exclusive=nil locked=0/1 values=0 ddl=2 additive=2 created_T=false timeout=true")
+  h.eq(by[4], "kind=InsertStmt node=InsertStmt other_node=false begin=nil exclusive=2 locked=1/1 values=0 ddl=2 additive=2 created_T=true timeout=true")
+  h.eq(by[6], "kind=IndexStmt node=IndexStmt other_node=false begin=nil exclusive=2 locked=1/2 values=1 ddl=2 additive=2 created_T=true timeout=true")
+  -- a syntax error: nil and the error, with the line
+  local none, err = lint.run_text("SELECT 1;\nSELEC 2;\n", "m.sql", { rules = rules })
+  h.eq(none, nil)
+  h.eq(err.line, 2)
+end
+
+T["a 20,000-statement file of INSERTs after DDL: linted in one pass, one S8 finding per INSERT"] = function()
+  local lint = require "migfix.lint"
+  local rules = assert(lint.load_rules({ h.root .. "/policies/checks" }))
+  local lines = { 'CREATE TABLE "Item" ("id" INTEGER NOT NULL, "name" TEXT, CONSTRAINT "Item_pkey" PRIMARY KEY ("id"));' }
+  for i = 1, 20000 do lines[#lines + 1] = ("INSERT INTO \"Item\" (\"id\", \"name\") VALUES (%d, 'item %d;');"):format(i, i) end
+  local text = table.concat(lines, "\n") .. "\n"
+  local f = assert(lint.run_text(text, "big.sql", { rules = rules, settings = lint.settings(), sizes = {} }))
+  -- the table is new (created in the file): no size rule fires, nothing to report
+  h.eq(#f, 0)
+  -- the same INSERTs into an existing large table beside the DDL: S8 on each
+  lines[1] = 'CREATE INDEX "Other_id_idx" ON "Other"("id");'
+  text = table.concat(lines, "\n") .. "\n"
+  local s = lint.settings({ dml_rows = 1 })
+  f = assert(lint.run_text(text, "big.sql", { rules = rules, settings = s, sizes = { ["public.Item"] = { rows = 10, bytes = 8192 } } }))
+  local n8 = 0
+  for _, x in ipairs(f) do if x.rule == "S8" then n8 = n8 + 1 end end
+  h.eq(n8, 20000)
+end
+
 return T

@@ -8,6 +8,7 @@
 local H = require "helper"
 local db = require "migfix.db"
 local proc = require "migfix.proc"
+local sys = require "migfix.sys"
 local locks = require "migfix.locks"
 local effects = require "migfix.effects"
 local sql = require "migfix.sql"
@@ -139,12 +140,12 @@ local function requested_lock(stmt, rel)
   local h = assert(proc.spawn { argv = { "psql", "-qAtX", "-d", (url:gsub("%?.*$", "")), "-c", stmt },
                                 env = { PGAPPNAME = "migfix_lockprobe" }, stdout = "/dev/null", stderr = "/dev/null" })
   local mode
-  local deadline = proc.now() + 5000
-  while proc.now() < deadline do
+  local deadline = sys.now_ms() + 5000
+  while sys.now_ms() < deadline do
     local rows = assert(conn:query([[SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE a.application_name = 'migfix_lockprobe' AND NOT l.granted AND l.relation = to_regclass($1)]], rel))
     if rows[1] then mode = rows[1].mode break end
-    proc.sleep(20)
+    sys.sleep_ms(20)
   end
   must(blocker, "ROLLBACK")
   local st = h:wait()

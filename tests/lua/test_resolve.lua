@@ -399,7 +399,7 @@ T["lock: another session holds Prisma's lock -> run fails within the bound namin
   write_config(dir, 'return { environments = { default = { timeouts = { advisory_lock = "1s" } } }, default_environment = "default" }\n')
   local before = rows(aurl)
   local holder <close> = assert(db.connect(aurl, { application_name = "prisma-migrate" }))
-  h.eq(holder:advisory_lock(72707369, 1000), true)
+  h.eq(holder:try_advisory_lock(72707369), true)
   local hpid = holder:info().backend_pid
   local t0 = os.time()
   local out, err, rc = mf(dir, url, { "run" })
@@ -420,7 +420,7 @@ T["deploy waits for Prisma's lock, then re-reads the ledger (no double apply)"] 
   L.deploy(aurl, nil, mdir, M1[1])
   write_config(dir, 'return { environments = { default = { timeouts = { advisory_lock = "20s" } } }, default_environment = "default" }\n')
   local holder <close> = assert(db.connect(aurl))
-  h.eq(holder:advisory_lock(72707369, 1000), true)
+  h.eq(holder:try_advisory_lock(72707369), true)
   -- migfix deploy in the background, blocked on the lock
   local tmp = h.tmpdir()
   os.execute(("( %s -C %s --url %s deploy >%s/out 2>&1; echo $? >%s/rc ) &"):format(h.shq(h.bin), h.shq(dir), h.shq(pw_url(name)),
@@ -741,6 +741,45 @@ T["examples/drop-invalid-indexes.lua lists INVALID indexes, drops them with --ye
   out, err, rc = mf(dir, url, { "exec", script })
   h.eq(rc, 0, out .. err)
   h.contains(out, "no INVALID")
+end
+
+T["deploy onto a ledger of other rows: each migration's journal before/after are its own rows"] = function()
+  local dir = h.project { M1, M2, M3 }
+  local name, aurl = h.fresh_db()
+  local url = pw_url(name)
+  -- 300 applied rows of migrations that are not in the folder, and an
+  -- earlier failed attempt of M2, rolled back
+  local vals = {}
+  for i = 1, 300 do
+    vals[#vals + 1] = ("('%s', '%s', now(), '2023%010d_old', now(), 1)"):format(L.uuid4(), L.checksum(tostring(i)), i)
+  end
+  L.ensure_table(aurl)
+  h.psql(aurl, 'INSERT INTO "_prisma_migrations" (id, checksum, started_at, migration_name, finished_at, applied_steps_count) VALUES '
+    .. table.concat(vals, ", "))
+  local old = L.failed(aurl, M2[1], L.checksum(M2[2]), "old error")
+  L.rolled_back(aurl, old)
+  local out, err, rc = mf(dir, url, { "deploy" })
+  h.eq(rc, 0, out .. err)
+  local jout = mf(dir, url, { "journal", "--json" })
+  local doc = json.decode(jout)
+  h.ok(doc, jout)
+  local by = {}
+  for _, e in ipairs(doc.entries or doc) do
+    if e.action == "deploy" then by[e.migration] = e end
+  end
+  for _, m in ipairs({ M1, M3 }) do
+    local e = by[m[1]]
+    h.ok(e, "a deploy entry for " .. m[1])
+    h.eq(#e.before, 0, m[1] .. ": no rows before")
+    h.eq(#e.after, 1, m[1] .. ": its new row after")
+    h.same(e.after[1].id, rows_of(aurl, m[1])[1].id)
+    h.eq(e.after[1].applied_steps_count, 1)
+  end
+  local e2 = by[M2[1]]
+  h.eq(#e2.before, 1, "M2: the rolled-back row before")
+  h.eq(e2.before[1].id, old)
+  h.eq(#e2.after, 2, "M2: the rolled-back row and the new one")
+  h.eq(#rows(aurl), 300 + 1 + 3)
 end
 
 return T

@@ -435,13 +435,28 @@ CREATE VIEW "V" AS SELECT "id" FROM "T";]] }
 shape("F5: CREATE OR REPLACE VIEW of an existing view (definition not compared)", {
   earlier = TV, sql = [[CREATE OR REPLACE VIEW "V" AS SELECT "id", "n" FROM "T";
 ]],
+  -- absent: the view in the database has other output columns than the file's
+  complete = "unverifiable", absent = "absent",
+})
+shape("F5: CREATE OR REPLACE VIEW with the same output columns (query not compared)", {
+  earlier = TV, sql = [[CREATE OR REPLACE VIEW "V" AS SELECT "id" FROM "T" WHERE "n" IS NOT NULL;
+]],
   complete = "unverifiable", absent = "unverifiable",
+})
+shape("a replaced view's output columns named the way PostgreSQL names them", {
+  earlier = { [[CREATE TABLE "T" ("id" INTEGER NOT NULL, "n" INTEGER, "s" TEXT);
+CREATE VIEW "V" AS SELECT "id" FROM "T";]] },
+  sql = [[CREATE OR REPLACE VIEW "V" AS SELECT t."id", count(*) OVER (), NULL::int, "s"::text, coalesce("n", 0),
+  CASE WHEN "n" > 0 THEN 0 ELSE t."n" END, CASE WHEN "n" > 0 THEN 1 END, 1 + 1 AS two FROM "T" t;
+]],
+  -- complete must not read "not done" (names as PostgreSQL gives them)
+  complete = "unverifiable", absent = "absent",
 })
 shape("F5: DROP VIEW IF EXISTS, then CREATE VIEW", {
   earlier = TV, sql = [[DROP VIEW IF EXISTS "V";
 CREATE VIEW "V" AS SELECT "id", "n" FROM "T";
 ]],
-  complete = { "complete", "unverifiable" }, absent = "unverifiable", k = 1, partial = { "partial", "unverifiable" },
+  complete = { "complete", "unverifiable" }, absent = "absent", k = 1, partial = { "partial", "unverifiable" },
 })
 shape("F5: a view replaced beside a checkable change", {
   earlier = TV, sql = [[ALTER TABLE "T" ADD COLUMN "m" INTEGER;
@@ -636,7 +651,8 @@ CREATE MATERIALIZED VIEW "ModelRank" AS SELECT "id" AS "modelId", "n" FROM "Mode
 CREATE UNIQUE INDEX mrank_model_id ON "ModelRank" ("modelId");
 ]],
   -- the old index on the old view looks the same as the new one: never complete in the absent state
-  complete = "unverifiable", absent = "unverifiable",
+  -- (the old view's output columns are not the file's: absent)
+  complete = "unverifiable", absent = "absent",
 })
 
 shape("a sequence made by hand and OWNED BY a column (civitai cosmetic_default_id_fix)", {
@@ -654,6 +670,26 @@ ALTER TABLE "Image" DROP COLUMN "needsReview";
 ALTER TABLE "Image" RENAME COLUMN "needsReview_new" TO "needsReview";
 ]],
   complete = "complete", absent = "absent", k = 2, partial = "partial",
+})
+shape("a new column backfilled, the old one dropped, the new one renamed onto its name; the cut before the drop", {
+  earlier = { [[CREATE TABLE "Pic" ("id" INTEGER NOT NULL, "level" BOOLEAN, CONSTRAINT "Pic_pkey" PRIMARY KEY ("id"));
+INSERT INTO "Pic" VALUES (1, true), (2, NULL);]] },
+  sql = [[ALTER TABLE "Pic" ADD COLUMN "level_tmp" TEXT;
+UPDATE "Pic" SET "level_tmp" = 'high' WHERE "level" = true;
+ALTER TABLE "Pic" DROP COLUMN "level";
+ALTER TABLE "Pic" RENAME COLUMN "level_tmp" TO "level";
+]],
+  -- partial: "level_tmp" is there under the name the file created it with
+  complete = { "complete", "unverifiable" }, absent = "absent", k = 2, partial = "partial",
+})
+shape("a jsonb default set on an existing column (jsonb stores the literal respaced, keys reordered)", {
+  earlier = { [[CREATE TABLE "Profile" ("id" INTEGER NOT NULL, "settings" JSONB NOT NULL DEFAULT '[]', CONSTRAINT "Profile_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "Item" ("id" INTEGER NOT NULL, CONSTRAINT "Item_pkey" PRIMARY KEY ("id"));]] },
+  sql = [[ALTER TABLE "Profile" ADD COLUMN "nsfw" BOOLEAN NOT NULL DEFAULT false,
+ALTER COLUMN "settings" SET DEFAULT '[{"key":"showcase","enabled":true},{"enabled":false,"key":"it''s"}]';
+DROP TABLE "Item";
+]],
+  complete = "complete", absent = "absent", k = 1, partial = "partial",
 })
 shape("an array default with a cast (civitai user_referral_code_crated_at)", {
   earlier = { [[CREATE TYPE "Step" AS ENUM ('Moderation', 'Buzz', 'Other');

@@ -10,7 +10,7 @@ T["module leaves globals alone and exports the API"] = function()
   package.loaded["migfix.sql"] = nil
   local m = require "migfix.sql"
   for k in pairs(_G) do H.ok(before[k], "new global " .. tostring(k)) end
-  for _, f in ipairs { "parse", "split", "span", "fingerprint" } do
+  for _, f in ipairs { "parse", "split", "span", "fingerprint", "statements" } do
     H.eq(type(m[f]), "function", f)
   end
 end
@@ -147,6 +147,103 @@ T["many statements and repeated calls stay consistent"] = function()
     H.eq(list[300].line, 300)
     H.eq(#assert(sql.parse(text)).stmts, 300)
   end
+end
+
+-- sql.statements gives what sql.parse + sql.span give, a part of the text at
+-- a time: the same trees (locations in the whole text), the same spans
+local TRICKY = table.concat({
+  "-- a comment that ends with a semicolon;",
+  'CREATE TABLE "A" ("id" INTEGER NOT NULL, -- note;',
+  "  \"b\" TEXT DEFAULT 'x;",
+  "y', CONSTRAINT \"A_pkey\" PRIMARY KEY (\"id\"));",
+  "/* block comment;",
+  "still comment; */",
+  "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$",
+  "BEGIN",
+  "  NEW.b := 'z';",
+  "  RETURN NEW;",
+  "END;",
+  "$$;",
+  "CREATE FUNCTION g() RETURNS int LANGUAGE sql",
+  "BEGIN ATOMIC",
+  "  SELECT 1;",
+  "  SELECT 2;",
+  "END;",
+  'CREATE RULE r AS ON INSERT TO "A" DO ALSO (',
+  "  NOTIFY a;",
+  "  NOTIFY b;",
+  ");",
+  "SELECT 1 -- x;",
+  "+ 2;",
+  ";;",
+  "INSERT INTO \"A\" (\"id\", \"b\") VALUES (1, E'it\\'s;",
+  "fine');",
+  "SELECT 'é;",
+  "ü'", -- no final ';'
+}, "\n")
+
+local function same(a, b, path)
+  if type(a) ~= type(b) then error(("%s: %s vs %s"):format(path, tostring(a), tostring(b)), 0) end
+  if type(a) ~= "table" then
+    if a ~= b then error(("%s: %s vs %s"):format(path, tostring(a), tostring(b)), 0) end
+    return
+  end
+  for k, v in pairs(a) do same(v, b[k], path .. "." .. tostring(k)) end
+  for k in pairs(b) do if a[k] == nil then error(path .. "." .. tostring(k) .. " missing", 0) end end
+end
+
+T["statements: the trees and spans of parse + span, in parts of any size"] = function()
+  local tree = assert(sql.parse(TRICKY))
+  for _, part in ipairs({ 1, 2, 7, 40, 300, 100000 }) do
+    local i = 0
+    for raw, span in sql.statements(TRICKY, part) do
+      H.ok(raw ~= false, "no error")
+      i = i + 1
+      local want = tree.stmts[i]
+      same(raw.stmt, want.stmt, ("part %d stmt %d"):format(part, i))
+      same(span, sql.span(TRICKY, want.stmt_location or 0, want.stmt_len or 0), ("part %d span %d"):format(part, i))
+    end
+    H.eq(i, #tree.stmts, "statements with parts of " .. part .. " bytes")
+  end
+end
+
+T["statements: a syntax error comes as false, message, err with the whole text's position"] = function()
+  local text = "SELECT 1;\nSELECT 2;\nSELEC 3;\nSELECT 4;\n"
+  local _, msg, err = sql.parse(text)
+  for _, part in ipairs({ 1, 4, 1000 }) do
+    local got
+    for raw, m, e in sql.statements(text, part) do
+      if raw == false then got = { m, e } break end
+    end
+    H.ok(got, "an error")
+    H.eq(got[1], msg)
+    H.eq(got[2].line, err.line)
+    H.eq(got[2].column, err.column)
+    H.eq(got[2].cursorpos, err.cursorpos)
+  end
+  -- characters, not bytes, before the part
+  local t2 = "SELECT 'é';\nSELECT 'ü';\nSELECT $$x;\n"
+  local _, m2, e2 = sql.parse(t2)
+  for raw, m, e in sql.statements(t2, 3) do
+    if raw == false then H.eq(m, m2); H.eq(e.cursorpos, e2.cursorpos); H.eq(e.line, e2.line) end
+  end
+end
+
+T["statements: 20,000 statements in parts, lines counted once"] = function()
+  local lines = {}
+  for i = 1, 20000 do lines[i] = ("INSERT INTO t VALUES (%d, 'x;');"):format(i) end
+  local text = table.concat(lines, "\n") .. "\n"
+  local n, last = 0, nil
+  for raw, span in sql.statements(text, 4096) do
+    n = n + 1
+    H.eq(span.line, n)
+    H.eq(raw.stmt.InsertStmt.relation.relname, "t")
+    last = raw
+  end
+  H.eq(n, 20000)
+  H.eq(last.stmt_location, #text - #lines[20000] - 2) -- just after the previous ';', as sql.parse has it
+  H.raises(function() sql.statements(text, 0) end, "part_bytes")
+  H.raises(function() sql.statements(text, 1, 2) end, "too many arguments")
 end
 
 return T

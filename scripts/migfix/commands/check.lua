@@ -13,7 +13,9 @@ or whose folder is gone, rows Prisma cannot read, and pending migrations. A migr
 recorded error is "running" only while a session holds Prisma's migration lock (pg_advisory_lock
 72707369); longer than --max-age it is "stuck"; with nobody holding the lock it was interrupted and
 counts as failed. Every finding is printed (one a line, or in --json); the exit code names the first
-in the order below. --targets (a fleet) is not supported yet: run one check per database.
+in the order below. Over a fleet (--targets, --targets-query, --schemas) each target is checked
+and the exit code is the most severe: a target that could not be checked (2, 3, 4), else the
+first finding in the order below.
 JSON: {status, code, headline, environment, schema, limits: {max_pending, max_age_s},
 counts: {failed, running, stuck, ledger, modified, missing, pending, applied, rolled_back, total},
 findings: [{kind, migration, message}], running: [{name, id, started_at, age_s, stuck}], error}.]],

@@ -50,6 +50,7 @@ function C.document(diags)
     for _, it in ipairs(d.evidence and d.evidence.items or {}) do items[#items + 1] = item_doc(it) end
     list[#list + 1] = {
       name = d.name, state = d.state, verdict = d.verdict, summary = d.summary,
+      reason = jv(d.evidence and d.evidence.reason),
       file = d.file or json.null,
       failed_row = d.row and { id = d.row.id, started_at = d.row.started_at, checksum = d.row.checksum } or json.null,
       error = d.error or json.null,

@@ -3,7 +3,6 @@
 local ui = require "migfix.ui"
 local json = require "migfix.json"
 local lint = require "migfix.lint"
-local effects = require "migfix.effects"
 
 local C = {
   name = "lint",
@@ -41,10 +40,11 @@ local function gh_escape(s, prop)
   return s
 end
 
---- Table sizes of the given schemas: { ["schema.table"] = {rows=, bytes=} }, and the snapshot.
-local function sizes_of(conn, schemas)
+--- Table sizes of the given schemas: { ["schema.table"] = {rows=, bytes=} }, and the snapshot
+--- (of the objects with these names, or all of them).
+local function sizes_of(conn, schemas, names)
   local catalog = require "migfix.catalog"
-  local snap, err = catalog.snapshot(conn, schemas)
+  local snap, err = catalog.snapshot(conn, schemas, names)
   if not snap then ui.fail { message = "could not read the catalog: " .. tostring(err), code = ui.EXIT.FAILURE } end
   local sizes = {}
   for key, t in pairs(snap.tables or {}) do
@@ -119,62 +119,91 @@ function C.run(ctx, opts, args)
     for _, m in ipairs(list) do if pend[m.name] then targets[#targets + 1] = m end end
   end
 
-  -- parse every target first: a syntax error is a usage error naming file:line
+  -- file by file: read, parse and lint it, keep its findings, drop the rest
+  -- (peak memory is one file's, not the history's). With a database, a few
+  -- files (<= BATCH) are read first so that one catalog snapshot restricted
+  -- to the names they use gives the sizes; more files take a snapshot of
+  -- each schema they use, once.
   local mig = require "migfix.migrations"
-  local units = {}
-  local schemas, seen = {}, {}
   local schema = conn and ctx:schema() or (p.env.schema or "public")
-  schemas[1], seen[schema] = schema, true
-  for i, m in ipairs(targets) do
-    if m.has_sql then
-      local text = m.text
-      if not text then
-        local t, err = mig.read(m.sql_path)
-        if not t then ui.fail { message = err, code = ui.EXIT.USAGE } end
-        text = t
-      end
-      local path = relpath(m.sql_path, p.root)
-      local unit, err = effects.analyze(text, path)
-      if not unit then
-        if format == "github" then
-          ui.out(("::error file=%s,line=%s,title=%s::%s"):format(gh_escape(path, true), err.line or 1,
-            gh_escape("migfix: syntax error", true), gh_escape(err.message)))
-        end
-        ui.fail { message = ("%s:%s: %s"):format(path, err.line or "?", err.message),
-                  detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query)",
-                  hint = "fix the statement at that line; Prisma would fail on it too", code = ui.EXIT.USAGE }
-      end
-      unit.text = text
-      units[i] = unit
-      for _, e in ipairs(unit.effects) do
-        for _, s in ipairs({ e.schema, e.ref_schema }) do
-          if s and not seen[s] then seen[s] = true; schemas[#schemas + 1] = s end
-        end
-      end
+  local function prepare(m)
+    local text = m.text
+    if not text then
+      local t, err = mig.read(m.sql_path)
+      if not t then ui.fail { message = err, code = ui.EXIT.USAGE } end
+      text = t
     end
+    local path = relpath(m.sql_path, p.root)
+    local P, err = lint.prepare(text, path, { relations = conn ~= nil })
+    if not P then
+      if format == "github" then
+        ui.out(("::error file=%s,line=%s,title=%s::%s"):format(gh_escape(path, true), err.line or 1,
+          gh_escape("migfix: syntax error", true), gh_escape(err.message)))
+      end
+      ui.fail { message = ("%s:%s: %s"):format(path, err.line or "?", err.message),
+                detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query)",
+                hint = "fix the statement at that line; Prisma would fail on it too", code = ui.EXIT.USAGE }
+    end
+    return P
   end
 
-  local sizes, snap, server_version
-  if conn then
-    sizes, snap = sizes_of(conn, schemas)
-    server_version = conn:server_version()
+  local db = { sizes = nil, snap = nil, schemas = {} }
+  local server_version = conn and conn:server_version() or nil
+  local function add_snapshot(schemas, names)
+    local sizes, snap = sizes_of(conn, schemas, names)
+    if not db.snap then
+      db.sizes, db.snap = sizes, snap
+    else
+      for k, v in pairs(sizes) do db.sizes[k] = v end
+      for k, v in pairs(snap) do
+        if type(v) == "table" and type(db.snap[k]) == "table" and k ~= "comments" then
+          for kk, vv in pairs(v) do db.snap[k][kk] = vv end
+        end
+      end
+      lint.forget_catalog(db.snap)
+    end
+    for _, sc in ipairs(schemas) do db.schemas[sc] = true end
   end
 
   local results, totals = {}, { error = 0, warning = 0, info = 0, suppressed = 0 }
-  for i, m in ipairs(targets) do
+  local function finish(m, P)
     local r = { name = m.name, file = relpath(m.sql_path, p.root), findings = {}, suppressions = {}, statements = 0 }
-    local unit = units[i]
-    if unit then
-      r.statements = #unit.statements
-      r.findings, r.suppressions = lint.run_unit(unit, {
-        settings = settings, rules = rules, sizes = sizes, catalog = snap, unit_mode = p.unit,
-        server_version = server_version, schema = schema, text = unit.text })
+    if P then
+      r.statements = #P.statements
+      r.findings, r.suppressions = lint.check(P, {
+        settings = settings, rules = rules, sizes = db.sizes, catalog = db.snap, unit_mode = p.unit,
+        server_version = server_version, schema = schema })
       for _, f in ipairs(r.findings) do totals[f.severity] = totals[f.severity] + 1 end
-      for _, s in ipairs(r.suppressions) do if s.matched then totals.suppressed = totals.suppressed + 1 end end
+      for _, sp in ipairs(r.suppressions) do if sp.matched then totals.suppressed = totals.suppressed + 1 end end
     else
       r.note = "no migration.sql"
     end
     results[#results + 1] = r
+  end
+
+  local BATCH = 200
+  if conn and #targets <= BATCH then
+    local prepared, names, schemas, seen = {}, {}, {}, {}
+    for i, m in ipairs(targets) do
+      if m.has_sql then
+        prepared[i] = prepare(m)
+        lint.names(prepared[i], schema, names, schemas, seen)
+      end
+    end
+    add_snapshot(#schemas > 0 and schemas or { schema }, names)
+    for i, m in ipairs(targets) do finish(m, prepared[i]); prepared[i] = nil end
+  else
+    if conn then add_snapshot({ schema }) end
+    for _, m in ipairs(targets) do
+      local P = m.has_sql and prepare(m) or nil
+      if conn and P then
+        local _, schemas = lint.names(P, schema, {})
+        local more = {}
+        for _, sc in ipairs(schemas) do if not db.schemas[sc] then more[#more + 1] = sc end end
+        if #more > 0 then add_snapshot(more) end
+      end
+      finish(m, P)
+    end
   end
   local rc = totals.error > 0 and ui.EXIT.ATTENTION or ui.EXIT.OK
 

@@ -28,17 +28,25 @@ local function setmetatable_checked(t, mt)
   return real_setmetatable(t, mt)
 end
 
+-- the os field last read that is not there ("getenv"), for the error text
+local missing_os
+
+--- os.time, os.date and os.clock; any other field is nil (os.getenv == nil),
+--- and calling one says why (handler below).
 local function os_subset()
   return real_setmetatable({ time = os_time, date = os_date, clock = os_clock }, {
     __index = function(_, k)
-      if k == "getenv" then
-        error("os.getenv is not available in the sandbox: policies and lint rules cannot read environment variables "
-          .. "(a policy decides from the evidence and env)", 2)
-      end
-      error(("os.%s is not available in the sandbox (only os.time, os.date and os.clock)"):format(tostring(k)), 2)
+      missing_os = type(k) == "string" and k or nil
+      return nil
     end,
     __metatable = false,
   })
+end
+
+-- getmetatable without the strings' (nil, as if they had none)
+local function getmetatable_checked(v)
+  if type(v) == "string" then return nil end
+  return getmetatable(v)
 end
 
 --- A fresh environment over the allow list; reading or assigning an
@@ -47,7 +55,7 @@ function guest.env(extra)
   local env = {
     assert = assert, error = error, ipairs = ipairs, pairs = pairs, next = next, select = select,
     tonumber = tonumber, tostring = tostring, type = type, pcall = pcall, rawequal = rawequal,
-    rawget = rawget, rawlen = rawlen, setmetatable = setmetatable_checked, getmetatable = getmetatable,
+    rawget = rawget, rawlen = rawlen, setmetatable = setmetatable_checked, getmetatable = getmetatable_checked,
     string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8), os = os_subset(),
   }
   for k, v in pairs(extra or {}) do env[k] = v end
@@ -65,6 +73,15 @@ local function handler(e)
   if type(e) ~= "string" then
     local ok, s = pcall(tostring, e)
     e = ok and type(s) == "string" and s or ("(error object is a %s value)"):format(type(e))
+  end
+  if missing_os and e:find("attempt to call a nil value (field '" .. missing_os .. "')", 1, true) then
+    if missing_os == "getenv" then
+      e = e .. ": os.getenv is not available in the sandbox: policies and lint rules cannot read environment "
+        .. "variables (a policy decides from the evidence and env)"
+    else
+      e = e .. (": os.%s is not available in the sandbox (only os.time, os.date and os.clock)"):format(missing_os)
+    end
+    missing_os = nil
   end
   return traceback(e, 2)
 end
