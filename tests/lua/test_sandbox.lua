@@ -99,7 +99,7 @@ end
 T["string metatable: hidden from policies; string.dump reachable neither way"] = function()
   local d = policy.evaluate({ simple("sm_probe", "return true",
     'plan:note(table.concat({ tostring(getmetatable("")), type(("").dump), type(string.dump), type(rawget(string, "dump")) }, " "))') }, M, ENV)
-  h.eq(d.actions[1].text, "false nil nil nil", "getmetatable(\"\") is false, (\"\").dump, string.dump and rawget(string, \"dump\") are nil")
+  h.eq(d.actions[1].text, "nil nil nil nil", "getmetatable(\"\"), (\"\").dump, string.dump and rawget(string, \"dump\") are nil")
   -- and calling it is an ordinary "attempt to call a nil value", at the policy's line
   local e = failure(function() policy.evaluate({ simple("sm_call", 'return ("x"):dump() ~= nil', "") }, M, ENV) end)
   h.contains(e.message, "sm_call.lua:2:")
@@ -294,6 +294,82 @@ T["lint rules: no environment variables, no io, no require"] = function()
     local e = failure(function() lint_text(rules, "SELECT 1;\n") end)
     h.contains(e.message, id .. ".lua:2:", id)
   end
+  local checks = rule_dir { ["E4.lua"] = 'return { id = "E4", title = "x", check = function(s, ctx)\n  os.getenv("HOME")\nend }\n' }
+  local e = failure(function() lint_text(assert(lint.load_rules({ checks })), "SELECT 1;\n") end)
+  h.contains(e.message, "os.getenv is not available in the sandbox")
+end
+
+T["lint rules: no route to bytecode or to the strings' metatable (a team rule, in its guest)"] = function()
+  local checks = rule_dir { ["D1.lua"] = table.concat({
+    'return { id = "D1", title = "routes", default_severity = "info", check = function(s, ctx)',
+    '  local routes = { function() return ("").dump end, function() return string.dump end,',
+    '    function() return rawget(string, "dump") end,',
+    '    function() local mt = getmetatable("") return type(mt) == "table" and type(mt.__index) == "table" and mt.__index.dump end,',
+    '    function() for k, v in pairs(string) do if k == "dump" then return v end end end }',
+    '  local got = 0',
+    '  for _, r in ipairs(routes) do',
+    '    local ok, f = pcall(r)',
+    '    if ok and type(f) == "function" then local ok2, b = pcall(f, function() end) if ok2 and type(b) == "string" then got = got + 1 end end',
+    '  end',
+    '  local mt = getmetatable("")',
+    '  if type(mt) == "table" then mt.__index.upper = function() return "evil" end end',
+    '  return { { why = ("%d routes, metatable %s"):format(got, tostring(mt)) } }',
+    'end }' }, "\n") .. "\n" }
+  local f = lint_text(assert(lint.load_rules({ checks })), "SELECT 1;\n")
+  h.eq(f[1].why, "0 routes, metatable nil")
+  h.eq(("x"):upper(), "X")
+  h.eq(getmetatable(""), false, "migfix's own strings' metatable stays hidden (policy.lua)")
+end
+
+T["lint: migfix's own rules run in migfix's state; a team's run in a guest, as data"] = function()
+  local checks = rule_dir { ["X7.lua"] = 'return { id = "X7", title = "t", check = function(s, ctx) end }\n' }
+  h.eq(lint.is_shipped(h.root .. "/policies/checks"), true)
+  h.eq(lint.is_shipped(h.root .. "/policies/../policies/checks"), true, "by its real path")
+  h.eq(lint.is_shipped(checks), false)
+  local rules = assert(lint.load_rules({ checks, h.root .. "/policies/checks" }))
+  for _, r in ipairs(rules) do
+    if r.id == "X7" then
+      h.eq(r.check, nil) h.eq(type(r.source), "string") h.eq(r.file, checks .. "/X7.lua")
+    else
+      h.eq(type(r.check), "function", r.id) h.eq(r.source, nil, r.id)
+    end
+  end
+  -- a team rule with the id of a shipped one replaces it, and runs in the guest
+  checks = rule_dir { ["S6.lua"] = 'return { id = "S6", title = "mine", default_severity = "info", check = function(s, ctx) return { { why = tostring(getmetatable("")) } } end }\n' }
+  rules = assert(lint.load_rules({ checks, h.root .. "/policies/checks" }))
+  local f = lint_text(rules, 'CREATE INDEX "i" ON "T"("a");\n')
+  local got
+  for _, x in ipairs(f) do if x.rule == "S6" then got = x end end
+  h.eq(got.why, "nil", "the guest's getmetatable")
+  h.eq(got.title, "mine")
+end
+
+T["lint: a team rule over a 20,000-statement file: the unit handed in lazily, within the budget; s.node only for its statement"] = function()
+  local checks = rule_dir { ["X5.lua"] = table.concat({
+    'local kept',
+    'return { id = "X5", title = "reader", default_severity = "info", check = function(s, ctx)',
+    '  if s.index == 1 then kept = s.node return nil end',
+    '  local last = ctx.statements[#ctx.statements]',
+    '  local seg = ctx.segment_facts(s)',
+    '  local gone = not pcall(function() return kept.CreateStmt.relation end)',
+    '  if s.index % 5000 ~= 0 then return nil end',
+    '  return { { why = ("%s %s last=%d seg=%s created=%s first_node=%s kept_gone=%s before=%d") :format(s.kind, next(s.node), last.line,',
+    '    tostring(seg ~= nil), tostring(ctx.created_before(s, nil, "Item")), tostring(ctx.statements[1].node), tostring(gone),',
+    '    s.index == 5000 and #ctx.before(s) or -1) } }',
+    'end }' }, "\n") .. "\n" }
+  local rules = assert(lint.load_rules({ checks, h.root .. "/policies/checks" }))
+  local lines = { 'CREATE TABLE "Item" ("id" INTEGER NOT NULL, "name" TEXT, CONSTRAINT "Item_pkey" PRIMARY KEY ("id"));' }
+  for i = 1, 20000 do lines[#lines + 1] = ("INSERT INTO \"Item\" (\"id\", \"name\") VALUES (%d, 'item %d;');"):format(i, i) end
+  local text = table.concat(lines, "\n") .. "\n"
+  local f = assert(lint.run_text(text, "big.sql", { rules = rules, settings = lint.settings(), sizes = {} }))
+  local x5 = {}
+  for _, x in ipairs(f) do if x.rule == "X5" then x5[#x5 + 1] = x end end
+  h.eq(#x5, 4)
+  h.eq(x5[1].why, "InsertStmt InsertStmt last=20001 seg=true created=true first_node=nil kept_gone=true before=4999")
+  h.eq(x5[4].statement, 20000)
+  local st = lint.team_stats(rules)
+  h.eq(st.stopped, nil, "not stopped by the budget: " .. json.encode(st))
+  h.eq(st.budget, 64 * 1024 * 1024)
 end
 
 -- the memory budget ------------------------------------------------------------------------
