@@ -251,7 +251,8 @@ static void *guest_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
  * fields (nested tables as proxies not yet filled) and gives the proxy a
  * metatable of its own pointing at the store. A rule reading s.kind never
  * pays for s.node. The host tables stay alive (the host's refs table) until
- * release(). */
+ * release() or forget(). A host table whose metatable has __sandbox_fill is
+ * made by that host function when the guest first reads it (fill). */
 
 static Sandbox *sandbox_of(lua_State *G)
 {
@@ -404,6 +405,23 @@ static int fill(lua_State *G)
     lua_pushlightuserdata(L, (void *)p);
     if (lua_rawget(L, -2) != LUA_TTABLE) return luaL_error(G, "this data came from an earlier call of the sandbox and is gone");
     int t = lua_gettop(L);
+    /* a host table whose metatable has __sandbox_fill(t) is made when the
+     * guest first reads it (the host's function fills t, raw): data that
+     * costs to make, such as a statement's parse tree */
+    if (lua_getmetatable(L, t)) {
+        if (lua_getfield(L, -1, "__sandbox_fill") == LUA_TFUNCTION) {
+            lua_remove(L, -2);
+            lua_pushvalue(L, t);
+            lua_pushnil(L);
+            lua_setmetatable(L, t); /* once */
+            if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+                const char *m = lua_tostring(L, -1);
+                return luaL_error(G, "could not make the data: %s", m ? m : "(an error object that is not text)");
+            }
+        } else {
+            lua_pop(L, 2);
+        }
+    }
     if (anchor(L, s, t, 1)) return luaL_error(G, "not enough memory to read the data");
     int total = 0, narr = (int)lua_rawlen(L, t);
     lua_pushnil(L);
@@ -828,13 +846,15 @@ static int release_guest(lua_State *G)
     return 0;
 }
 
-/* load(source, chunkname) of migfix's own guest code, text only, and run it. */
+/* load(source, chunkname) of migfix's own guest code and run it. */
 static int run_trusted(lua_State *G)
 {
     size_t n;
     const char *src = luaL_checklstring(G, 1, &n);
     const char *name = luaL_checkstring(G, 2);
-    if (luaL_loadbufferx(G, src, n, name, "t") != LUA_OK) return lua_error(G);
+    /* text, or bytecode the host made of migfix's own guest code (only the
+     * host calls this: sb:load) */
+    if (luaL_loadbufferx(G, src, n, name, "bt") != LUA_OK) return lua_error(G);
     lua_call(G, 0, 0);
     return 0;
 }
@@ -990,7 +1010,7 @@ static int s_close(lua_State *L)
 }
 
 /***
- * Load migfix's own guest code (text only) and run it with the guest's full globals.
+ * Load migfix's own guest code (text, or bytecode string.dump made of it) and run it with the guest's full globals.
  * @function sandbox:load
  * @tparam string source
  * @tparam string chunkname e.g. "=migfix/guest/base.lua"

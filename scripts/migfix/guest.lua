@@ -31,7 +31,7 @@ function M.deadline()
   return n
 end
 
-local texts = {}
+local texts, codes = {}, {}
 
 local function text_of(module)
   local t = texts[module]
@@ -43,6 +43,17 @@ local function text_of(module)
   f:close()
   texts[module] = t
   return t
+end
+
+-- migfix's own guest code as bytecode, compiled once per process (a guest
+-- per policy per migration would otherwise compile it again each time);
+-- line information kept for tracebacks
+local function code_of(module, chunkname)
+  local c = codes[module]
+  if c then return c end
+  c = string.dump(assert(load(text_of(module), chunkname, "t")))
+  codes[module] = c
+  return c
 end
 
 local Guest = {}
@@ -61,7 +72,8 @@ function M.new(what, parts, opts)
   }
   local g = setmetatable({ sb = sb, what = what }, Guest)
   for _, part in ipairs({ "base", table.unpack(parts or {}) }) do
-    local ok, err = sb:load(text_of("migfix.guest." .. part), "=migfix/guest/" .. part .. ".lua")
+    local name = "=migfix/guest/" .. part .. ".lua"
+    local ok, err = sb:load(code_of("migfix.guest." .. part, name), name)
     if not ok then
       sb:close()
       error(("could not set up the sandbox (%s): %s"):format(part, tostring(err)), 0)

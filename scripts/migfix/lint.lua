@@ -690,9 +690,14 @@ function M.team_runner(rules, settings, unit)
   for _, rule in ipairs(team) do by_id[rule.id] = rule end
   local file = unit.file
   return function(i, s)
-    local node = s.node -- parsed for this statement (NODE_MT), handed in with it
-    local cok, out, cinfo = g:call("lint_check", i, node or nil)
-    if node then g.sb:forget(node) end
+    -- the statement's tree, parsed when a rule first reads s.node (NODE_MT
+    -- through the sandbox's __sandbox_fill), taken away after its rules
+    local node = setmetatable({}, { __sandbox_fill = function(t)
+      local n = s.node
+      if type(n) == "table" then for k, v in pairs(n) do rawset(t, k, v) end end
+    end })
+    local cok, out, cinfo = g:call("lint_check", i, node)
+    g.sb:forget(node)
     if not cok then
       local who = cinfo and cinfo.where and cinfo.where:match("^(.-):%d+$")
       local rule_of

@@ -372,6 +372,29 @@ T["lint: a team rule over a 20,000-statement file: the unit handed in lazily, wi
   h.eq(st.budget, 64 * 1024 * 1024)
 end
 
+T["lint: a team rule that never reads s.node costs no parse; one that does gets the statement's tree"] = function()
+  local sql = require "migfix.sql"
+  local text = 'CREATE TABLE "A" ("id" int);\nALTER TABLE "A" ADD COLUMN "b" int;\nCREATE INDEX "A_b" ON "A"("b");\n'
+  local function parses(body)
+    local checks = rule_dir { ["N1.lua"] = ('return { id = "N1", title = "n", default_severity = "info", check = function(s, ctx)\n  %s\nend }\n'):format(body) }
+    local rules = assert(lint.load_rules({ checks, h.root .. "/policies/checks" }))
+    local P = assert(lint.prepare(text, "m.sql"))
+    local orig, n = sql.parse, 0
+    sql.parse = function(...) n = n + 1 return orig(...) end
+    local ok, f = pcall(lint.check, P, { rules = rules, settings = lint.settings() })
+    sql.parse = orig
+    assert(ok, f)
+    local whys = {}
+    for _, x in ipairs(f) do if x.rule == "N1" then whys[#whys + 1] = x.why end end
+    return n, table.concat(whys, ",")
+  end
+  local n0 = parses("return { { why = s.kind } }")
+  h.eq(n0, 0, "no statement parsed again")
+  local n1, whys = parses("return { { why = next(s.node) } }")
+  h.eq(n1, 3)
+  h.eq(whys, "CreateStmt,AlterTableStmt,IndexStmt")
+end
+
 -- the memory budget ------------------------------------------------------------------------
 
 T["memory: a bomb is stopped by the allocation budget, even under pcall; the process goes on"] = function()
