@@ -56,6 +56,7 @@ typedef struct {
     int unlimited;         /* copying data in: the budget does not apply */
     void *refused_ptr;     /* the last refused request (Lua retries it after a full collection) */
     size_t refused_size;
+    int pending;           /* a request was refused and not yet retried with success */
     int in_call;           /* the guest is running (deadline and budget armed) */
     int stop;              /* why the guest was stopped (enum stop) */
     double seconds;        /* the deadline of one call */
@@ -193,6 +194,12 @@ static void hook(lua_State *G, lua_Debug *ar)
     lua_getallocf(G, &ud);
     Sandbox *s = ud;
     if (!s->in_call) return;
+    if (s->stop == STOP_NONE && s->pending) {
+        /* an instruction ran after a refused allocation that was not
+         * retried (lauxlib's buffers raise "not enough memory" at once, a
+         * pcall could catch it): the guest ran out of its budget */
+        s->stop = STOP_MEMORY;
+    }
     if (s->stop == STOP_NONE) {
         if (now_ns(CLOCK_PROCESS_CPUTIME_ID) < s->deadline_ns) return;
         s->stop = STOP_DEADLINE;
@@ -223,10 +230,18 @@ static void *guest_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize > old && !s->unlimited && s->used - old + nsize > s->limit) {
         /* Lua collects everything and asks once more: only a second refusal
          * of the same request means the guest itself holds too much. A
-         * request larger than the whole budget never fits; and lauxlib's
-         * buffers (string.rep, table.concat) ask once and raise an
-         * ordinary error a pcall could catch: stop at once. */
-        if ((s->refused_ptr == ptr && s->refused_size == nsize) || nsize - old > s->budget) refuse(s);
+         * request larger than the whole budget never fits: stop at once.
+         * lauxlib's buffers (string.rep, table.concat) ask once and raise
+         * an ordinary error a pcall could catch: a refusal not followed by
+         * a successful retry stops the guest at its next instruction (the
+         * hook, armed for every instruction until the retry succeeds). */
+        if ((s->refused_ptr == ptr && s->refused_size == nsize) || nsize - old > s->budget) {
+            refuse(s);
+        } else if (s->G && s->in_call && s->stop == STOP_NONE) {
+            if (!s->pending) find_where(s->G, s);
+            s->pending = 1;
+            lua_sethook(s->G, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        }
         s->refused_ptr = ptr;
         s->refused_size = nsize;
         return NULL;
@@ -234,6 +249,11 @@ static void *guest_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
     if (nsize > old) { /* not a shrink the full collection does between the two tries */
+        if (s->pending && ptr == s->refused_ptr && nsize == s->refused_size && s->G && s->stop == STOP_NONE) {
+            s->pending = 0; /* the retry fitted: back to a look at the clock now and then */
+            s->where[0] = '\0';
+            lua_sethook(s->G, hook, LUA_MASKCOUNT, HOOK_COUNT);
+        }
         s->refused_ptr = NULL;
         s->refused_size = 0;
     }
@@ -928,6 +948,7 @@ static int guarded(lua_State *L, Sandbox *s, const char *fname, int first, int n
     }
     int nargs = lua_gettop(G) - 1;
     s->where[0] = '\0';
+    s->pending = 0;
     s->deadline_ns = now_ns(CLOCK_PROCESS_CPUTIME_ID) + (long long)(s->seconds * 1e9);
     s->in_call = 1;
     watchdog_arm(s);
@@ -936,7 +957,8 @@ static int guarded(lua_State *L, Sandbox *s, const char *fname, int first, int n
     s->in_call = 0;
     s->unlimited = 0;
     lua_settop(L, ltop);
-    if (rc != LUA_OK) {
+    if (s->stop == STOP_NONE && s->pending) s->stop = STOP_MEMORY; /* refused, never retried */
+    if (rc != LUA_OK || s->stop != STOP_NONE) {
         s->host = NULL;
         if (s->stop == STOP_NONE && rc == LUA_ERRMEM) s->stop = STOP_MEMORY;
         if (s->stop != STOP_NONE) {

@@ -446,6 +446,35 @@ T["migfix.lua: a loop is stopped by the deadline, naming migfix.lua:LINE"] = fun
   h.ok(e.message:find(p .. ":[23]: the configuration ran longer than 0.5 s %(deadline%)"), e.message)
 end
 
+T["migfix.lua: a memory bomb is stopped by the budget, naming migfix.lua:LINE"] = function()
+  local p = h.tmpdir() .. "/migfix.lua"
+  h.write(p, 'local t = {}\nwhile true do\n  t[#t + 1] = ("x"):rep(1e6) .. #t\nend\n')
+  local e = failure(function() config.load(p) end)
+  h.eq(e.code, ui.EXIT.USAGE)
+  h.contains(e.message, p .. ":3: the configuration used more than 64 MB of memory (allocation budget)")
+end
+
+T["migfix's own state, where the shipped lint rules run: the allow list and a deadline pcall cannot swallow"] = function()
+  local env = policy.sandbox()
+  local chunk = assert(load(table.concat({
+    'local got = {}',
+    'got[#got + 1] = tostring(getmetatable(""))',
+    'got[#got + 1] = tostring(("").dump)',
+    'got[#got + 1] = tostring(string.dump)',
+    'got[#got + 1] = tostring(os.getenv)',
+    'got[#got + 1] = tostring(pcall(function() return io end))',
+    'return table.concat(got, " ")' }, "\n"), "=probe", "t", env))
+  local ok, got = policy.with_deadline("lint rule", 1, chunk)
+  h.eq(ok, true)
+  h.eq(got, "nil nil nil nil false")
+  h.eq(getmetatable(""), false, "hidden in migfix's own state too")
+  local spin = assert(load("while true do pcall(function() while true do end end) end", "=spin", "t", policy.sandbox()))
+  local ok2, e = policy.with_deadline("lint rule", 0.3, spin)
+  h.eq(ok2, false)
+  h.contains(tostring(e), "lint rule ran longer than 0.3 s (deadline)")
+  h.eq(select(2, policy.with_deadline("lint rule", 1, function() return "next" end)), "next", "the next call has its own deadline")
+end
+
 T["migfix.lua: cannot change migfix's string table; a function is not configuration"] = function()
   local p = h.tmpdir() .. "/migfix.lua"
   h.write(p, 'string.format = function() return "x" end\nreturn { default_environment = "dev", environments = { dev = {} } }\n')
