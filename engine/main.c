@@ -26,6 +26,7 @@ static const luaL_Reg modules[] = {
     {"migfix.json", luaopen_migfix_json},
     {"migfix.migrations", luaopen_migfix_migrations},
     {"migfix.proc", luaopen_migfix_proc},
+    {"migfix.sandbox", luaopen_migfix_sandbox},
     {"migfix.sql", luaopen_migfix_sql},
     {NULL, NULL}
 };

@@ -25,6 +25,7 @@ int luaopen_migfix_db(lua_State *L);
 int luaopen_migfix_json(lua_State *L);
 int luaopen_migfix_migrations(lua_State *L);
 int luaopen_migfix_proc(lua_State *L);
+int luaopen_migfix_sandbox(lua_State *L);
 int luaopen_migfix_sql(lua_State *L);
 
 /* Shared helpers (engine/lhelpers.c). */

@@ -209,24 +209,38 @@ function M.load(path, opts)
   end
   local src = f:read("a")
   f:close()
-  local sandbox = {
-    env = function(name)
-      if type(name) ~= "string" then error("env expects a variable name: env \"DATABASE_URL\"", 2) end
-      return { env = name }
-    end,
-    getenv = os.getenv, tostring = tostring, tonumber = tonumber, pairs = pairs, ipairs = ipairs,
-    string = string, table = table, math = math, type = type, error = error,
-  }
-  local chunk, lerr = load(src, "@" .. path, "t", sandbox)
-  if not chunk then
-    ui.fail { message = "syntax error in configuration file: " .. lerr, code = ui.EXIT.USAGE,
+  -- migfix.lua runs in a Lua state of its own (migfix.guest: the sandbox's
+  -- deadline and memory budget); what it returns comes back as data
+  local guest = require "migfix.guest"
+  local g <close> = guest.new("migfix.lua", { "config" })
+  local ok, r, info = g:call("config_eval", src, "@" .. path)
+  if not ok then
+    if guest.is_limit(info) then
+      ui.fail { message = ("%s: the configuration %s"):format(info.where or path, r), code = ui.EXIT.USAGE,
+                hint = info.kind == "deadline" and "migfix.lua must return its table at once: look for a loop that never ends"
+                  or "migfix.lua must return a small table: look for a loop that keeps adding data" }
+    end
+    local at = r:match("^result 1%.value%.?([^:]*):")
+    if at then
+      local key = at:match("([%w_]+)[%]%[%d]*$") or at
+      ui.fail { message = ("%s: the configuration must be plain data (text, numbers, booleans, tables): %s"):format(
+                  where(path, src, key), (r:gsub("^result 1%.value%.?", ""))), code = ui.EXIT.USAGE,
+                hint = "migfix.lua returns a table of settings; see README \"Configuration\"" }
+    end
+    ui.fail { message = "error in configuration file: " .. tostring(r), code = ui.EXIT.USAGE }
+  end
+  if r.syntax then
+    ui.fail { message = "syntax error in configuration file: " .. r.syntax, code = ui.EXIT.USAGE,
               hint = "migfix.lua is a Lua file that returns a table; see README \"Configuration\"" }
   end
-  local ok, cfg = pcall(chunk)
-  if not ok then
-    ui.fail { message = "error in configuration file: " .. tostring(cfg), code = ui.EXIT.USAGE }
+  if r.error then
+    ui.fail { message = "error in configuration file: " .. r.error, code = ui.EXIT.USAGE }
   end
-  return M.validate(cfg, path, src, opts)
+  if r.type ~= "table" then
+    ui.fail { message = ("%s: the configuration must return a table, got %s"):format(path, r.type), code = ui.EXIT.USAGE,
+              hint = "end migfix.lua with: return { environments = { ... } }" }
+  end
+  return M.validate(r.value, path, src, opts)
 end
 
 -- ------------------------------------------------------------------ validation

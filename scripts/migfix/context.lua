@@ -175,6 +175,7 @@ function Ctx:url()
               hint = "set DATABASE_URL (as for Prisma), or pass --url postgresql://USER@HOST:5432/DB?schema=public",
               code = ui.EXIT.USAGE }
   end
+  require("migfix.policy").add_url_secrets(p.url) -- what policies emit is redacted for it
   return p.url
 end
 

@@ -16,6 +16,7 @@ M.ENVIRONMENT = {
   { "MIGFIX_ENV", "the environment of migfix.lua to use when --env is not given" },
   { "MIGFIX_HOME", "the directory holding scripts/ and policies/ (default: beside the binary in a source checkout, else <bindir>/../share/migfix)" },
   { "MIGFIX_PG_BINDIR", "the directory of pg_dump and pg_restore (default: the server's major under /usr/lib/postgresql, then $PATH)" },
+  { "MIGFIX_SANDBOX_DEADLINE", "CPU seconds each sandboxed evaluation may take (a policy's applies or decide, a team's lint rules on one statement, one shipped lint rule on one statement, migfix.lua), more than 0 and at most 3600 (default 5)" },
   { "NO_COLOR", "any non-empty value turns colours off (as --no-color)" },
 }
 

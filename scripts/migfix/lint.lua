@@ -1,21 +1,29 @@
 --- migfix.lint — lock- and size-aware checks of migration files.
 ---
 --- Rules are small Lua files (policies/checks/*.lua, then <policy_path>/checks
---- of the team, which win on the same id), loaded in the policy sandbox. A
---- rule sees one statement at a time with its lock facts (migfix.locks), the
---- tables it touches (created earlier in the same file or not, live size when
---- a database is at hand) and the whole unit through `ctx`; it returns
---- findings. This module applies thresholds, severities and inline
---- suppressions (`-- migfix:ignore RULE reason`). README "Lint".
+--- of the team, which win on the same id). A rule sees one statement at a
+--- time with its lock facts (migfix.locks), the tables it touches (created
+--- earlier in the same file or not, live size when a database is at hand)
+--- and the whole unit through `ctx`; it returns findings. The rules shipped
+--- in migfix's own policies/checks are migfix's code and run here, over the
+--- policy allow list with a deadline (policy.sandbox, policy.with_deadline);
+--- a team's rules run in a guest state of their own (migfix.guest,
+--- guest/lint.lua) that gets the same ctx read-only, handed in lazily.
+--- This module applies thresholds, severities and inline suppressions
+--- (`-- migfix:ignore RULE reason`). README "Lint", docs/policies.md "Sandbox".
+local guest = require "migfix.guest"
 local locks = require "migfix.locks"
 local policy = require "migfix.policy"
+local ui = require "migfix.ui"
 local sql = require "migfix.sql"
 local execution = require "migfix.execution"
 
 local M = {}
 
 M.SEVERITIES = { error = 3, warning = 2, info = 1 }
-M.DEADLINE_SECONDS = 5
+--- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE): for one rule on one
+--- statement (shipped rules), for a team's rules on one statement together.
+M.DEADLINE_SECONDS = nil
 
 --- Defaults (README "Lint", thresholds): a table is large at
 --- 1M rows or 1 GB (error), and worth a warning at a tenth of that.
@@ -63,7 +71,7 @@ end
 local RULE_FIELDS = { id = true, title = true, description = true, default_severity = true, check = true }
 
 local function with_deadline(fn, ...)
-  return require("migfix.policy").with_deadline("lint rule", M.DEADLINE_SECONDS, fn, ...)
+  return policy.with_deadline("lint rule", M.DEADLINE_SECONDS, fn, ...)
 end
 
 local function list_lua(dir)
@@ -80,34 +88,144 @@ local function list_lua(dir)
   return files
 end
 
---- Load one rule file in the policy sandbox and check its shape.
----@param path string
----@return table rule { id, title, description?, default_severity, check, file }
----@overload fun(path: string): nil, string
-function M.load_rule(path)
-  local env = policy.sandbox(path)
-  local chunk, err = loadfile(path, "t", env)
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function realpath(p)
+  local ok, stdlib = pcall(require, "posix.stdlib")
+  local r = ok and stdlib.realpath(p) or nil
+  return r or p
+end
+
+-- migfix's own rules: policies/checks of the tree these scripts are in
+local shipped_dir
+local function shipped()
+  if shipped_dir == nil then
+    local me = package.searchpath("migfix.lint", package.path)
+    local home = me and me:match("^(.*)/scripts/migfix/lint%.lua$")
+    shipped_dir = home and realpath(home .. "/policies/checks") or false
+  end
+  return shipped_dir
+end
+
+--- Whether the rules of dir are migfix's own (its shipped policies/checks),
+--- which run in migfix's state; any other directory's run in a guest.
+---@param dir string
+---@return boolean
+function M.is_shipped(dir)
+  local own = shipped()
+  return own and realpath(dir) == own or false
+end
+
+--- A guest holding the lint guest code (a team's rules are loaded into it).
+local function new_guest()
+  local g = guest.new("lint rule", { "lint" }, { deadline = M.DEADLINE_SECONDS })
+  g:define("locks", "migfix.locks")
+  return g
+end
+
+local function check_shape(path, id, fields, sev)
+  if type(id) ~= "string" then
+    return ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
+  end
+  for _, k in ipairs(fields) do
+    if not RULE_FIELDS[k] then
+      return ("lint rule %s: unrecognized field \"%s\" (expected id, title, description, default_severity, check)"):format(path, tostring(k))
+    end
+  end
+  if not M.SEVERITIES[sev] then
+    return ("lint rule %s: default_severity must be error, warning or info, not \"%s\""):format(path, tostring(sev))
+  end
+  if not id:match("^[%w_%-]+$") then return ("lint rule %s: invalid id \"%s\""):format(path, id) end
+  return nil
+end
+
+-- A shipped rule, loaded here over the policy allow list.
+local function load_own(path)
+  local chunk, err = loadfile(path, "t", policy.sandbox())
   if not chunk then return nil, "syntax error in lint rule: " .. tostring(err) end
   local ok, rule = with_deadline(chunk)
   if not ok then return nil, ("lint rule %s failed to load: %s"):format(path, tostring(rule):match("^[^\n]*")) end
-  if type(rule) ~= "table" or type(rule.id) ~= "string" or type(rule.check) ~= "function" then
+  if type(rule) ~= "table" or type(rule.check) ~= "function" then
     return nil, ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
   end
-  for k in pairs(rule) do
-    if not RULE_FIELDS[k] then
-      return nil, ("lint rule %s: unrecognized field \"%s\" (expected id, title, description, default_severity, check)"):format(path, tostring(k))
-    end
-  end
+  local fields = {}
+  for k in pairs(rule) do fields[#fields + 1] = k end
   rule.default_severity = rule.default_severity or "warning"
-  if not M.SEVERITIES[rule.default_severity] then
-    return nil, ("lint rule %s: default_severity must be error, warning or info, not \"%s\""):format(path, tostring(rule.default_severity))
-  end
-  if not rule.id:match("^[%w_%-]+$") then
-    return nil, ("lint rule %s: invalid id \"%s\""):format(path, rule.id)
-  end
+  local bad = check_shape(path, rule.id, fields, rule.default_severity)
+  if bad then return nil, bad end
   rule.title = rule.title or rule.id
   rule.file = path
   return rule
+end
+
+-- A team's rule, loaded in the guest g: kept as data (its source included);
+-- M.check loads it again into the guest of its rule list.
+local function load_guest(g, path, text)
+  local ok, d, info = g:call("lint_load", text, "@" .. path)
+  if not ok then return nil, ("lint rule %s failed to load: %s"):format(path, guest.explain(d, info)) end
+  if d.syntax then return nil, "syntax error in lint rule: " .. tostring(d.syntax) end
+  if d.error then return nil, ("lint rule %s failed to load: %s"):format(path, d.error:match("^[^\n]*")) end
+  if d.type ~= "table" or d.check ~= "function" then
+    return nil, ("lint rule %s must return a table with id, title, default_severity and check(s, ctx)"):format(path)
+  end
+  local sev = d.default_severity or "warning"
+  local bad = check_shape(path, d.id, d.fields, sev)
+  if bad then return nil, bad end
+  return { id = d.id, title = d.title or d.id, description = d.description, default_severity = sev, file = path,
+           source = text }
+end
+
+--- Load one rule file and check its shape: a shipped one here (with its
+--- check function), a team's one in a guest (as data: id, title, ...,
+--- source; it runs in a guest of its own).
+---@param path string
+---@return table rule { id, title, description?, default_severity, file, check | source }
+---@overload fun(path: string): nil, string
+function M.load_rule(path, g)
+  if M.is_shipped(path:match("^(.*)/[^/]*$") or ".") then return load_own(path) end
+  local text, err = read_file(path)
+  if not text then return nil, ("could not read lint rule %s: %s"):format(path, tostring(err)) end
+  if g then return load_guest(g, path, text) end
+  local own <close> = new_guest()
+  return load_guest(own, path, text)
+end
+
+-- rule list -> the guest of its team rules, every one loaded (weak: goes with the list)
+local guests = setmetatable({}, { __mode = "k" })
+
+--- The guest of a rule list's team rules, each loaded in it; the data of
+--- the previous file released so the next one can be handed in.
+local function guest_for(rules, team)
+  local g = guests[rules]
+  if g and g.sb:stats().stopped then g.g:close() g = nil end
+  if g then
+    g.sb:release()
+    return g.g, g.index
+  end
+  local gg = new_guest()
+  local index = {}
+  for k, rule in ipairs(team) do
+    local d, lerr = load_guest(gg, rule.file, rule.source)
+    if not d then gg:close() ui.fail { message = lerr, code = ui.EXIT.USAGE } end
+    index[rule] = k
+  end
+  gg.sb:release()
+  guests[rules] = { g = gg, sb = gg.sb, index = index }
+  return gg, index
+end
+
+--- Memory figures of the guest of a rule list's team rules (sandbox:stats), or nil.
+---@param rules table[] load_rules
+---@return table|nil {used, peak, limit, budget, stopped}
+function M.team_stats(rules)
+  local g = guests[rules]
+  return g and g.sb:stats() or nil
 end
 
 --- Where rules are looked for: every policy path's checks/ (team rules,
@@ -132,12 +250,21 @@ function M.load_rules(paths)
     error("bad argument #1 to 'load_rules' (table expected) (expected lint.load_rules({dir, ...}))", 2)
   end
   local by_id, out = {}, {}
+  local g
   for _, dir in ipairs(paths) do
     local here = {}
+    local own = M.is_shipped(dir)
     for _, f in ipairs(list_lua(dir)) do
-      local rule, err = M.load_rule(f)
+      if not own and not g then g = new_guest() end
+      local rule, err
+      if own then rule, err = load_own(f) else rule, err = M.load_rule(f, g) end
+      if not rule then
+        if g then g:close() end
+        return nil, err
+      end
       if not rule then return nil, err end
       if here[rule.id] then
+        if g then g:close() end
         return nil, ("lint rules %s and %s both have id \"%s\""):format(here[rule.id], f, rule.id)
       end
       here[rule.id] = f
@@ -147,6 +274,7 @@ function M.load_rules(paths)
       end
     end
   end
+  if g then g:close() end
   table.sort(out, function(a, b)
     local na, nb = tonumber(a.id:match("^S(%d+)$")), tonumber(b.id:match("^S(%d+)$"))
     if na and nb then return na < nb end
@@ -523,6 +651,77 @@ end
 local KNOWN = { settings = true, rules = true, sizes = true, unit_mode = true, server_version = true, schema = true,
                 catalog = true, text = true }
 
+--- For the rules of a list that are a team's (no check function: they run in
+--- a guest), a function(i, s) that runs them on the statement at position i
+--- of unit.statements and returns { [id] = findings }; a rule that fails,
+--- runs over the deadline or the memory budget stops lint (exit 2) naming
+--- the rule and its file:line. nil when no team rule is on.
+---@param rules table[] load_rules
+---@param settings table M.settings
+---@param unit table what ctx is built from (M.check)
+---@return function|nil
+function M.team_runner(rules, settings, unit)
+  local team, on = {}, {}
+  for _, rule in ipairs(rules) do
+    if not rule.check then
+      if type(rule.source) ~= "string" then
+        error("lint.run_unit: opts.rules must come from lint.load_rules(paths)", 3)
+      end
+      team[#team + 1] = rule
+    end
+  end
+  if #team == 0 then return nil end
+  local g, index = guest_for(rules, team)
+  for _, rule in ipairs(team) do
+    if not settings.off[rule.id] then on[#on + 1] = { index = index[rule], id = rule.id } end
+  end
+  if #on == 0 then return nil end
+  local index_of, segment_of = {}, {}
+  for i, x in ipairs(unit.statements) do index_of[i], segment_of[i] = x.index, x.segment end
+  local d = {}
+  for k, v in pairs(unit) do d[k] = v end
+  d.on, d.index_of, d.segment_of = on, index_of, segment_of
+  local ok, err, info = g:call("lint_unit", d)
+  if not ok then
+    ui.fail { message = ("lint: could not hand %s to the sandbox of the team's lint rules: %s"):format(unit.file, guest.explain(err, info)),
+              code = ui.EXIT.USAGE }
+  end
+  local by_id = {}
+  for _, rule in ipairs(team) do by_id[rule.id] = rule end
+  local file = unit.file
+  return function(i, s)
+    -- the statement's tree, parsed when a rule first reads s.node (NODE_MT
+    -- through the sandbox's __sandbox_fill), taken away after its rules
+    local node = setmetatable({}, { __sandbox_fill = function(t)
+      local n = s.node
+      if type(n) == "table" then for k, v in pairs(n) do rawset(t, k, v) end end
+    end })
+    local cok, out, cinfo = g:call("lint_check", i, node)
+    g.sb:forget(node)
+    if not cok then
+      local who = cinfo and cinfo.where and cinfo.where:match("^(.-):%d+$")
+      local rule_of
+      for _, r in ipairs(team) do if r.file == who then rule_of = r end end
+      ui.fail { message = ("lint rule %s%s on %s:%d: %s"):format(rule_of and (rule_of.id .. " (" .. rule_of.file .. ") ") or "",
+                  "failed", file, s.line, guest.explain(out, cinfo)),
+                hint = "fix the rule file (README \"Lint\" shows the shape)", code = ui.EXIT.USAGE }
+    end
+    if out.failed then
+      local rule = by_id[out.failed]
+      if out.returned then
+        ui.fail { message = ("lint rule %s must return a list of findings or nil, got %s"):format(out.failed, out.returned),
+                  hint = ("fix %s"):format(rule.file), code = ui.EXIT.USAGE }
+      end
+      local text = policy.redact(tostring(out.error))
+      local first = text:match("^[^\n]*")
+      ui.fail { message = ("lint rule %s (%s) failed on %s:%d: %s"):format(out.failed, rule.file or "?", file, s.line, first),
+                detail = text ~= first and text or nil, hint = "fix the rule file (README \"Lint\" shows the shape)",
+                code = ui.EXIT.USAGE }
+    end
+    return out
+  end
+end
+
 --- Lint a prepared file (M.prepare) against the database facts in opts.
 function M.check(P, opts)
   opts = opts or {}
@@ -658,17 +857,33 @@ function M.check(P, opts)
     end
   end
 
+  -- a team's rules: in their guest, which builds the same ctx there from
+  -- the same data, handed in read-only and lazily (guest/lint.lua)
+  local run_team = M.team_runner(rules, settings, {
+    statements = stmts, file = file, unit_mode = mode, server_version = server_version, settings = settings,
+    schema = schema_default, sizes = sizes, segments = segs, first_additive = file_facts.first_additive,
+    new_at = new_at,
+  })
+
   -- run the rules
-  for _, s in ipairs(stmts) do
+  local seconds = M.DEADLINE_SECONDS or guest.deadline()
+  for i, s in ipairs(stmts) do
     setmetatable(s, NODE_MT)
+    local team_out -- the team rules' results on s, when the first of them is due
     for _, rule in ipairs(rules) do
       if not settings.off[rule.id] then
-        local ok, res = with_deadline(rule.check, s, ctx)
-        if not ok then
-          error(("lint rule %s (%s) failed on %s:%d: %s"):format(rule.id, rule.file or "?", file, s.line, tostring(res)), 0)
-        end
-        if res ~= nil and type(res) ~= "table" then
-          error(("lint rule %s must return a list of findings or nil, got %s"):format(rule.id, type(res)), 0)
+        local ok, res
+        if rule.check then
+          ok, res = policy.with_deadline("lint rule", seconds, rule.check, s, ctx)
+          if not ok then
+            error(("lint rule %s (%s) failed on %s:%d: %s"):format(rule.id, rule.file or "?", file, s.line, tostring(res)), 0)
+          end
+          if res ~= nil and type(res) ~= "table" then
+            error(("lint rule %s must return a list of findings or nil, got %s"):format(rule.id, type(res)), 0)
+          end
+        else
+          team_out = team_out or run_team(i, s)
+          res = team_out[rule.id]
         end
         if res and (res.why or res.rule) then res = { res } end
         for _, f in ipairs(res or {}) do

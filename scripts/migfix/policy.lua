@@ -3,6 +3,7 @@
 --- applies. A policy only DECIDES (it returns actions through `plan`); the
 --- engine executes them afterwards, so a policy that throws half way has
 --- written nothing. See docs/policies.md.
+local guest = require "migfix.guest"
 local ui = require "migfix.ui"
 
 local M = {}
@@ -13,7 +14,17 @@ M.ACTIONS = { "backup", "mark_applied", "mark_rolled_back", "redeploy", "drop_in
 --- failing statement's precondition counted on the rows, migfix.datacheck).
 M.NEEDS = { posix = true, lint = true, data = true }
 M.BACKUP_SCOPES = { full = true, schema = true, ledger = true }
-M.DEADLINE_SECONDS = 5
+
+--- nil: guest.deadline() (5 s, or $MIGFIX_SANDBOX_DEADLINE); tests set it lower.
+M.DEADLINE_SECONDS = nil
+
+-- the host: migfix's own lint rules -------------------------------------------
+-- The lint rules shipped in policies/checks are migfix's own code: they run in
+-- migfix's state (fast, the whole ctx, nothing copied), over the same allow
+-- list as a team's rules (M.sandbox) and with a deadline pcall cannot swallow
+-- (M.with_deadline), so that a shipped rule can use nothing a team rule
+-- cannot. Policies, team rules and migfix.lua run in a guest state
+-- (migfix.guest); docs/policies.md "Sandbox" says why.
 
 local function copy(t)
   local o = {}
@@ -21,10 +32,10 @@ local function copy(t)
   return o
 end
 
--- Strings share one metatable with the host. Its __index becomes a copy of
--- the string library without dump (so ("").dump is nil), and __metatable
--- hides the metatable itself from getmetatable: no policy or rule can reach
--- the table every string method call of the host goes through.
+-- Strings share one metatable in migfix's state. Its __index becomes a copy
+-- of the string library without dump, and __metatable hides it from
+-- getmetatable: no code in this state reaches the table every string method
+-- call goes through (a guest has a string metatable of its own).
 do
   local smt = getmetatable("")
   if smt and smt.__metatable == nil then
@@ -51,12 +62,13 @@ local function sandboxed_getmetatable(v)
   return getmetatable(v)
 end
 
---- The allow-listed base every policy runs on: no io, no os.execute/exit,
---- no os.getenv (the environment holds the database URLs), no
---- load/loadfile/dofile/require (except declared modules), no string.dump
---- and no way to the strings' metatable; a pcall cannot swallow the
---- deadline; reading or writing an undeclared global raises.
-function M.sandbox(file, declared)
+--- The allow-listed environment migfix's own lint rules run in (in this
+--- state; the same names as a guest's, migfix/guest/base.lua): no io, no
+--- os.getenv/execute/exit, no load/loadfile/dofile/require, no string.dump
+--- and no way to the strings' metatable; pcall cannot swallow the deadline;
+--- reading or writing an undeclared global raises.
+---@return table env
+function M.sandbox()
   local str = copy(string)
   str.dump = nil
   local env = {
@@ -66,30 +78,19 @@ function M.sandbox(file, declared)
     string = str, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, date = os.date, clock = os.clock },
   }
-  local required = { loaded = false, declared = false }
-  env.require = function(name)
-    if type(name) == "string" and (name == "posix" or name:match("^posix%.")) then
-      if required.loaded and not required.declared then
-        error(("policy %s uses luaposix but does not declare it: add needs = { \"posix\" }"):format(file or "?"), 2)
-      end
-      required[#required + 1] = name
-      return require(name)
-    end
-    error(("policies cannot require \"%s\"; only luaposix (declare needs = { \"posix\" })"):format(tostring(name)), 2)
-  end
   setmetatable(env, {
     __index = function(_, k) error(("undefined global '%s'"):format(tostring(k)), 2) end,
     __newindex = function(_, k) error(("assignment to undeclared global '%s' (use local)"):format(tostring(k)), 2) end,
   })
-  return env, required
+  return env
 end
 
 --- Call fn(...) under xpcall with a CPU deadline (a count hook that
 --- pcall cannot swallow); returns xpcall's results, errors with a traceback.
----@param what? string who ran over, for the message ("policy", "lint rule")
----@param seconds? number default DEADLINE_SECONDS
+---@param what? string who ran over, for the message ("lint rule")
+---@param seconds? number default guest.deadline()
 function M.with_deadline(what, seconds, fn, ...)
-  seconds = seconds or M.DEADLINE_SECONDS
+  seconds = seconds or guest.deadline()
   local deadline = os.clock() + seconds
   local msg = ("%s ran longer than %s s (deadline)"):format(what or "policy", tostring(seconds))
   local outer = expired_what
@@ -110,7 +111,80 @@ function M.with_deadline(what, seconds, fn, ...)
   return table.unpack(res, 1, res.n)
 end
 
-local function with_deadline(fn, ...) return M.with_deadline("policy", nil, fn, ...) end
+-- secrets ----------------------------------------------------------------------
+-- Everything a policy emits (notes, refusals, hints, objects, reasons, errors)
+-- is redacted before it leaves this module: URLs with passwords (db.redact,
+-- through ui.redact) and the connection's own secrets, registered here.
+
+local secrets, secret_set = {}, {}
+
+--- Register a secret (a password) that policy output must never show.
+---@param s string|nil
+function M.add_secret(s)
+  if type(s) ~= "string" or #s < 3 or secret_set[s] then return end
+  secret_set[s] = true
+  secrets[#secrets + 1] = s
+  table.sort(secrets, function(a, b) return #a > #b end) -- longest first
+end
+
+local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+
+--- Register the password of a database URL (user:PASSWORD@, password=, sslpassword=), raw and decoded.
+---@param url string|nil
+function M.add_url_secrets(url)
+  if type(url) ~= "string" then return end
+  local auth = url:match("^[%w+.%-]+://([^/?#]*)@")
+  local found = { auth and auth:match("^[^:]*:(.+)$"), url:match("[?&]password=([^&#]*)"), url:match("[?&]sslpassword=([^&#]*)") }
+  for i = 1, 3 do
+    local v = found[i]
+    if v and v ~= "" then M.add_secret(v) M.add_secret(unescape(v)) end
+  end
+end
+
+local function replace_plain(s, what, with)
+  local out, i = {}, 1
+  while true do
+    local a, b = s:find(what, i, true)
+    if not a then break end
+    out[#out + 1] = s:sub(i, a - 1)
+    out[#out + 1] = with
+    i = b + 1
+  end
+  if i == 1 then return s end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+--- Text with every URL password and every registered secret masked.
+---@param s string
+---@return string
+function M.redact(s)
+  s = ui.redact(s)
+  for _, x in ipairs(secrets) do s = replace_plain(s, x, "****") end
+  return s
+end
+
+local function redact_deep(v, seen)
+  if type(v) == "string" then return M.redact(v) end
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local o = {}
+  seen[v] = o
+  for k, x in pairs(v) do o[redact_deep(k, seen)] = redact_deep(x, seen) end
+  return o
+end
+
+-- the guests -------------------------------------------------------------------
+
+local function declares_posix(needs)
+  for _, n in ipairs(needs or {}) do if n == "posix" then return true end end
+  return false
+end
+
+local function new_guest(name, posix)
+  return guest.new(("policy \"%s\""):format(name), { "policy" }, { posix = posix, deadline = M.DEADLINE_SECONDS })
+end
 
 --- Find NAME.lua in the search path (team directories first, then the
 --- shipped policies/).
@@ -129,45 +203,50 @@ function M.find(name, paths)
             code = ui.EXIT.USAGE }
 end
 
---- Load a policy file (text only) in a fresh sandbox; check its shape.
+--- Load a policy file (text only) in a sandbox of its own; check its shape.
+--- The policy is kept as data (name, description, needs, file, source): each
+--- evaluation runs it again in a fresh sandbox.
+---@param path string
+---@return table policy { name, description?, needs?, file, source }
 function M.load(path)
-  local env, required = M.sandbox(path)
-  local chunk, err = loadfile(path, "t", env)
-  if not chunk then
-    ui.fail { message = "syntax error in policy: " .. err, code = ui.EXIT.USAGE }
-  end
-  local ok, pol = with_deadline(chunk)
+  local f, ferr = io.open(path, "rb")
+  if not f then ui.fail { message = ("could not read policy file: %s"):format(ferr), code = ui.EXIT.USAGE } end
+  local source = f:read("a")
+  f:close()
+  local g <close> = new_guest(path, true)
+  local ok, d, info = g:call("policy_load", source, "@" .. path)
   if not ok then
-    ui.fail { message = ("policy %s failed to load: %s"):format(path, tostring(pol):match("^[^\n]*")), detail = tostring(pol), code = ui.EXIT.USAGE }
+    ui.fail { message = M.redact(("policy %s failed to load: %s"):format(path, guest.explain(d, info))), code = ui.EXIT.USAGE }
   end
-  if type(pol) ~= "table" or type(pol.name) ~= "string" or type(pol.applies) ~= "function" or type(pol.decide) ~= "function" then
+  if d.syntax then
+    ui.fail { message = M.redact("syntax error in policy: " .. d.syntax), code = ui.EXIT.USAGE }
+  end
+  if d.error then
+    ui.fail { message = M.redact(("policy %s failed to load: %s"):format(path, d.error:match("^[^\n]*"))),
+              detail = M.redact(d.error), code = ui.EXIT.USAGE }
+  end
+  if d.type ~= "table" or not d.name or d.applies ~= "function" or d.decide ~= "function" then
     ui.fail { message = ("policy %s must return a table with name, applies(m, env) and decide(m, plan)"):format(path),
               hint = "see docs/policies.md for a complete example", code = ui.EXIT.USAGE }
   end
-  for k in pairs(pol) do
+  for _, k in ipairs(d.fields) do
     if not ({ name = true, description = true, applies = true, decide = true, needs = true })[k] then
-      ui.fail { message = ("policy %s: unrecognized field \"%s\" (expected name, description, needs, applies, decide)"):format(path, tostring(k)), code = ui.EXIT.USAGE }
+      ui.fail { message = ("policy %s: unrecognized field \"%s\" (expected name, description, needs, applies, decide)"):format(path, k), code = ui.EXIT.USAGE }
     end
   end
-  local declared = false
-  if pol.needs ~= nil and type(pol.needs) ~= "table" then
+  if d.needs_type ~= "nil" and d.needs_type ~= "table" then
     ui.fail { message = ("policy %s: needs must be a list, e.g. needs = { \"lint\" }"):format(path), code = ui.EXIT.USAGE }
   end
-  for _, n in ipairs(pol.needs or {}) do
+  for _, n in ipairs(d.needs or {}) do
     if not M.NEEDS[n] then
-      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, tostring(n), "posix, lint, data"),
+      ui.fail { message = ("policy %s: unrecognized need \"%s\" (expected %s)"):format(path, n, "posix, lint, data"),
                 code = ui.EXIT.USAGE }
     end
-    if n == "posix" then declared = true end
   end
-  required.loaded, required.declared = true, declared
-  if #required > 0 then
-    if not declared then
-      ui.fail { message = ("policy %s uses luaposix but does not declare it"):format(path), hint = "add needs = { \"posix\" } to the policy table", code = ui.EXIT.USAGE }
-    end
+  if #d.required > 0 and not declares_posix(d.needs) then
+    ui.fail { message = ("policy %s uses luaposix but does not declare it"):format(path), hint = "add needs = { \"posix\" } to the policy table", code = ui.EXIT.USAGE }
   end
-  pol.file = path
-  return pol
+  return { name = d.name, description = d.description, needs = d.needs, file = path, source = source }
 end
 
 function M.load_chain(names, paths)
@@ -185,94 +264,8 @@ function M.needs(chain)
   return set
 end
 
---- The plan object handed to decide(): each call appends one action.
-local Plan = {}
-Plan.__index = Plan
-
-local function add(self, kind, t)
-  t = t or {}
-  t.action = kind
-  self.actions[#self.actions + 1] = t
-  return self
-end
-
-local function checked(call, t, allowed, nargs)
-  if nargs > 1 then error(("%s takes one table argument, got %d arguments"):format(call, nargs), 3) end
-  if t == nil then return {} end
-  if type(t) ~= "table" then error(("%s expects a table: %s"):format(call, call .. " { ... }"), 3) end
-  for k in pairs(t) do
-    if not allowed[k] then error(("%s: unrecognized option \"%s\""):format(call, tostring(k)), 3) end
-  end
-  local o = {}
-  for k, v in pairs(t) do o[k] = v end
-  return o
-end
-
-local function no_args(call, n)
-  if n > 0 then error(("%s takes no arguments, got %d"):format(call, n), 3) end
-end
-
---- plan:backup{ scope = "full"|"schema"|"ledger", reason = "..." }
-function Plan:backup(...)
-  local t = checked("plan:backup", (...), { scope = true, reason = true }, select("#", ...))
-  if t.scope ~= nil and not M.BACKUP_SCOPES[t.scope] then
-    error(("plan:backup: unrecognized scope \"%s\" (expected full, schema or ledger)"):format(tostring(t.scope)), 2)
-  end
-  if t.reason ~= nil then t.reason = tostring(t.reason) end
-  return add(self, "backup", t)
-end
---- plan:mark_applied() — `resolve --applied` for this migration
-function Plan:mark_applied(...) no_args("plan:mark_applied()", select("#", ...)) return add(self, "mark_applied") end
---- plan:mark_rolled_back() — `resolve --rolled-back` for this migration
-function Plan:mark_rolled_back(...) no_args("plan:mark_rolled_back()", select("#", ...)) return add(self, "mark_rolled_back") end
---- plan:redeploy() — mark rolled back and deploy the current file, under one lock
-function Plan:redeploy(...) no_args("plan:redeploy()", select("#", ...)) return add(self, "redeploy") end
---- plan:drop_invalid_index{ schema = "public", name = "Ticket_x_idx" } — DROP INDEX CONCURRENTLY IF EXISTS
---- of an INVALID index an interrupted CREATE INDEX CONCURRENTLY left (refused at run time if it is valid)
-function Plan:drop_invalid_index(...)
-  local t = checked("plan:drop_invalid_index", (...), { schema = true, name = true, table = true }, select("#", ...))
-  if type(t.name) ~= "string" or t.name == "" then
-    error("plan:drop_invalid_index needs the index: plan:drop_invalid_index { schema = \"public\", name = \"...\" }", 2)
-  end
-  return add(self, "drop_invalid_index", t)
-end
---- plan:check() — after the writes, verify the ledger shows it applied and nothing failed
-function Plan:check(...) no_args("plan:check()", select("#", ...)) return add(self, "check") end
---- plan:note(text) — a line in the report
-function Plan:note(text, ...)
-  no_args("plan:note(text)", select("#", ...))
-  if text == nil then error("plan:note needs a text: plan:note(\"...\")", 2) end
-  return add(self, "note", { text = tostring(text) })
-end
---- plan:refuse(reason, { hint = "...", objects = {...} }) — no write; exit 1
-function Plan:refuse(reason, ...)
-  if reason == nil then error("plan:refuse needs a reason: plan:refuse(\"why\", { hint = \"...\" })", 2) end
-  local t = checked("plan:refuse", (...), { hint = true, objects = true }, select("#", ...))
-  t.reason = tostring(reason)
-  if t.hint ~= nil then t.hint = tostring(t.hint) end
-  return add(self, "refuse", t)
-end
-
---- A read-only, deep copy of the evidence for policies.
-local function freeze(v, seen)
-  if type(v) ~= "table" then return v end
-  seen = seen or {}
-  if seen[v] then return seen[v] end
-  local proxy = {}
-  seen[v] = proxy
-  local store = {}
-  for k, x in pairs(v) do store[k] = freeze(x, seen) end
-  return setmetatable(proxy, {
-    __index = store,
-    __newindex = function() error("the evidence is read-only", 2) end,
-    __pairs = function() return next, store, nil end,
-    __len = function() return #store end,
-  })
-end
-M.freeze = freeze
-
 local function policy_error(pol, fn, err)
-  local text = tostring(err)
+  local text = M.redact(tostring(err))
   local first = text:match("^[^\n]*")
   ui.fail { message = ("policy \"%s\" failed in %s(): %s"):format(pol.name, fn, first),
             detail = text ~= first and text or nil,
@@ -280,31 +273,46 @@ local function policy_error(pol, fn, err)
             code = ui.EXIT.USAGE }
 end
 
+--- Call fn of the policy's guest; a failure (an error in the policy, its
+--- deadline, its memory budget) is a policy error.
+local function call(g, pol, fn, name, ...)
+  local res = table.pack(g:call(name, ...))
+  if not res[1] then policy_error(pol, fn, guest.explain(res[2], res[3])) end
+  return table.unpack(res, 2, res.n)
+end
+
 --- Walk the chain for one migration's evidence m. Returns {policy, actions}
 --- for the first policy that applies (or nil), and the list of {policy, why}
---- of the policies before it that declined.
+--- of the policies before it that declined. Each policy runs in a sandbox
+--- of its own with its own copy of m and envinfo (read-only there);
+--- everything it emits comes back redacted (M.redact).
+---@param chain table[] policies of load_chain
+---@param m table the evidence of one migration (docs/policies.md)
+---@param envinfo? table the environment as policies see it
+---@return table|nil decision { policy, actions }
+---@return table[] reasons { {policy, why} }
 function M.evaluate(chain, m, envinfo)
   local reasons = {}
-  local fm = freeze(m)
-  local fe = freeze(envinfo or {})
   for _, pol in ipairs(chain) do
-    local ok, applies, why = with_deadline(pol.applies, fm, fe)
+    local g <close> = new_guest(pol.name, declares_posix(pol.needs))
+    local d = call(g, pol, "load", "policy_load", pol.source, "@" .. pol.file)
+    if d.syntax or d.error then policy_error(pol, "load", d.syntax or d.error) end
+    local ok, applies, kind, why = call(g, pol, "applies", "policy_applies", m, envinfo or {})
     if not ok then policy_error(pol, "applies", applies) end
-    if type(applies) ~= "boolean" then
-      policy_error(pol, "applies", ("%s: applies() must return true or false, got %s"):format(pol.file or pol.name, type(applies) == "string" and ("\"" .. applies .. "\"") or type(applies)))
+    if kind ~= "boolean" then
+      policy_error(pol, "applies", ("%s: applies() must return true or false, got %s"):format(pol.file or pol.name, kind == "string" and ("\"" .. applies .. "\"") or kind))
     end
     if applies then
-      local plan = setmetatable({ actions = {}, policy = pol.name }, Plan)
-      local dok, derr = with_deadline(pol.decide, fm, plan, fe)
-      if not dok then policy_error(pol, "decide", derr) end
-      if #plan.actions == 0 then
-        plan.actions[1] = { action = "refuse", reason = ("policy \"%s\" applied but decided nothing"):format(pol.name) }
+      local dok, actions = call(g, pol, "decide", "policy_decide", m, envinfo or {})
+      if not dok then policy_error(pol, "decide", actions) end
+      if #actions == 0 then
+        actions[1] = { action = "refuse", reason = ("policy \"%s\" applied but decided nothing"):format(pol.name) }
       end
-      return { policy = pol, actions = plan.actions }, reasons
+      return { policy = pol, actions = redact_deep(actions) }, redact_deep(reasons)
     end
-    reasons[#reasons + 1] = { policy = pol.name, why = why ~= nil and tostring(why) or "does not apply" }
+    reasons[#reasons + 1] = { policy = pol.name, why = why ~= nil and why or "does not apply" }
   end
-  return nil, reasons
+  return nil, redact_deep(reasons)
 end
 
 return M
