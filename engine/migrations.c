@@ -418,6 +418,16 @@ static int readfile(lua_State *L, const char *path)
         }
         if (got == 0) break;
         luaL_addsize(&b, (size_t)got);
+        if ((size_t)got < want) {
+            /* the end, as a rule: make sure with a read into a small buffer
+             * (growing the Lua buffer for it would cost a large malloc) */
+            char probe[256];
+            ssize_t more;
+            do more = read(box->fd, probe, sizeof probe); while (more < 0 && errno == EINTR);
+            if (more < 0) { err = errno ? errno : EIO; break; }
+            if (more == 0) break;
+            luaL_addlstring(&b, probe, (size_t)more);
+        }
         if (want < LUAL_BUFFERSIZE) want = LUAL_BUFFERSIZE;
     }
     luaL_pushresult(&b);
