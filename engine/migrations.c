@@ -378,9 +378,20 @@ static int l_list(lua_State *L)
         lua_createtable(L, 0, 4);
         lua_pushlstring(L, names[i].s, names[i].len);
         lua_setfield(L, -2, "name");
-        lua_pushfstring(L, "%s%s%s", dir, sep, names[i].s);
-        lua_setfield(L, -2, "path");
-        lua_pushfstring(L, "%s%s%s/migration.sql", dir, sep, names[i].s);
+        luaL_Buffer pb;
+        luaL_buffinit(L, &pb);
+        luaL_addlstring(&pb, dir, dlen);
+        luaL_addstring(&pb, sep);
+        luaL_addlstring(&pb, names[i].s, names[i].len);
+        luaL_pushresult(&pb);
+        size_t plen;
+        const char *path = lua_tolstring(L, -1, &plen);
+        luaL_buffinit(L, &pb);
+        luaL_addlstring(&pb, path, plen);
+        luaL_addstring(&pb, "/migration.sql");
+        luaL_pushresult(&pb);
+        lua_insert(L, -2);
+        lua_setfield(L, -3, "path");
         lua_pushboolean(L, has_sql(dirfd(box->dir), names[i].s));
         lua_setfield(L, -3, "has_sql");
         lua_setfield(L, -2, "sql_path");
@@ -575,6 +586,89 @@ static int l_read(lua_State *L)
     return 3;
 }
 
+/* migrations.read_all(dir, list) -> n
+ * For each entry of migrations.list(dir) with has_sql and no text yet: its
+ * migration.sql read relative to the folder (no walk of the whole path per
+ * file) and, when it is clean text (no NUL, valid UTF-8), entry.text and
+ * entry.checksum set. An entry it cannot read, or whose text has a problem,
+ * is left as it was: migrations.read(entry.sql_path) then gives the error.
+ * n: the entries filled. Mechanism only: the caller decides on the rest. */
+static int l_read_all(lua_State *L)
+{
+    mf_checknargs(L, 2, "migrations.read_all(dir, list)");
+    const char *dir = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    Box *dbox = newbox(L);                         /* 3 */
+    dbox->dir = opendir(dir);
+    lua_Integer filled = 0;
+    if (!dbox->dir) { lua_pushinteger(L, 0); return 1; }
+    int dfd = dirfd(dbox->dir);
+    Box *fbox = newbox(L);                         /* 4 */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 2, i) != LUA_TTABLE) { lua_pop(L, 1); continue; }
+        int e = lua_gettop(L);
+        lua_getfield(L, e, "has_sql");
+        int has = lua_toboolean(L, -1);
+        lua_getfield(L, e, "text");
+        int have = !lua_isnil(L, -1);
+        lua_getfield(L, e, "name");
+        size_t nlen;
+        const char *name = lua_tolstring(L, -1, &nlen);
+        if (!has || have || !name || nlen > NAME_MAX || strlen(name) != nlen) { lua_settop(L, 4); continue; }
+        char rel[NAME_MAX + sizeof "/migration.sql"];
+        snprintf(rel, sizeof rel, "%s/migration.sql", name);
+        fbox->fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fbox->fd < 0 || fstat(fbox->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            if (fbox->fd >= 0) { close(fbox->fd); fbox->fd = -1; }
+            lua_settop(L, 4);
+            continue;
+        }
+        size_t want = st.st_size > 0 ? (size_t)st.st_size + 1 : LUAL_BUFFERSIZE;
+        luaL_Buffer b;
+        luaL_buffinitsize(L, &b, want);
+        int bad = 0;
+        for (;;) {
+            char *p = luaL_prepbuffsize(&b, want);
+            ssize_t got = read(fbox->fd, p, want);
+            if (got < 0) { if (errno == EINTR) continue; bad = 1; break; }
+            if (got == 0) break;
+            luaL_addsize(&b, (size_t)got);
+            if ((size_t)got < want) {
+                char probe[256];
+                ssize_t more;
+                do more = read(fbox->fd, probe, sizeof probe); while (more < 0 && errno == EINTR);
+                if (more < 0) { bad = 1; break; }
+                if (more == 0) break;
+                luaL_addlstring(&b, probe, (size_t)more);
+            }
+            if (want < LUAL_BUFFERSIZE) want = LUAL_BUFFERSIZE;
+        }
+        luaL_pushresult(&b);
+        close(fbox->fd);
+        fbox->fd = -1;
+        size_t len;
+        const char *text = lua_tolstring(L, -1, &len);
+        size_t off;
+        char kind;
+        char hex[MF_CHECKSUM_HEX_LEN + 1];
+        if (bad || mf_text_check(text, len, 0, &off, &kind)) { lua_settop(L, 4); continue; }
+        if (mf_checksum(text, len, hex) != 0) return luaL_error(L, "could not compute SHA-256 with OpenSSL");
+        lua_setfield(L, e, "text");
+        lua_pushstring(L, hex);
+        lua_setfield(L, e, "checksum");
+        filled++;
+        lua_settop(L, 4);
+    }
+    lua_pushcfunction(L, box_gc);
+    lua_pushvalue(L, 3);
+    lua_call(L, 1, 0);
+    lua_pushinteger(L, filled);
+    return 1;
+}
+
 static const luaL_Reg lib[] = {
     {"check", l_check},
     {"checksum", l_checksum},
@@ -584,6 +678,7 @@ static const luaL_Reg lib[] = {
     {"matches", l_matches},
     {"prisma_text", l_prisma_text},
     {"read", l_read},
+    {"read_all", l_read_all},
     {NULL, NULL}
 };
 
