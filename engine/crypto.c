@@ -24,10 +24,33 @@ static void tohex(const unsigned char *b, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* One fetched SHA-256 and one context for the process (EVP_Digest would
+ * fetch the algorithm and allocate a context for every call: status hashes
+ * 10,000 files). The process is single-threaded. */
+static EVP_MD *sha256_md;
+static EVP_MD_CTX *sha256_ctx;
+
+static void sha256_cleanup(void)
+{
+    EVP_MD_CTX_free(sha256_ctx);
+    EVP_MD_free(sha256_md);
+    sha256_ctx = NULL;
+    sha256_md = NULL;
+}
+
 int mf_sha256(const void *data, size_t len, unsigned char out[MF_SHA256_LEN])
 {
     unsigned int n = 0;
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != MF_SHA256_LEN)
+    if (!sha256_ctx) {
+        EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        EVP_MD_CTX *ctx = md ? EVP_MD_CTX_new() : NULL;
+        if (!ctx) { EVP_MD_free(md); return -1; }
+        sha256_md = md;
+        sha256_ctx = ctx;
+        atexit(sha256_cleanup);
+    }
+    if (EVP_DigestInit_ex2(sha256_ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(sha256_ctx, data, len) != 1
+        || EVP_DigestFinal_ex(sha256_ctx, out, &n) != 1 || n != MF_SHA256_LEN)
         return -1;
     return 0;
 }

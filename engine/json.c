@@ -37,19 +37,24 @@ static int buf_gc(lua_State *L)
     return 0;
 }
 
-static void buf_add(lua_State *L, Buf *b, const char *s, size_t len)
+/* Room for len more bytes (grows by doubling). */
+static void buf_reserve(lua_State *L, Buf *b, size_t len)
 {
-    if (b->cap - b->n < len) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->n < len) {
-            if (cap > ((size_t)-1) / 2) luaL_error(L, "JSON text too large");
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) luaL_error(L, "not enough memory to encode JSON");
-        b->p = p;
-        b->cap = cap;
+    if (b->cap - b->n >= len) return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->n < len) {
+        if (cap > ((size_t)-1) / 2) luaL_error(L, "JSON text too large");
+        cap *= 2;
     }
+    char *p = realloc(b->p, cap);
+    if (!p) luaL_error(L, "not enough memory to encode JSON");
+    b->p = p;
+    b->cap = cap;
+}
+
+static inline void buf_add(lua_State *L, Buf *b, const char *s, size_t len)
+{
+    if (b->cap - b->n < len) buf_reserve(L, b, len);
     memcpy(b->p + b->n, s, len);
     b->n += len;
 }
@@ -68,9 +73,9 @@ typedef struct {
     lua_State *L;
     Buf *out;
     int pretty, sort_keys;
-    int visiting;    /* stack index of the set of tables being encoded */
     int depth;
     Seg path[MAX_DEPTH + 1];
+    const void *open[MAX_DEPTH + 1]; /* the tables being encoded (a cycle is one of them again) */
 } Enc;
 
 static int is_ident(const char *s, size_t n)
@@ -124,68 +129,81 @@ static void enc_fail(Enc *e, const char *what)
     luaL_error(e->L, "cannot encode %s at %s", what, path);
 }
 
+/* 1: the byte is written as an escape (" \ and control characters, DEL) */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+};
+
 static void enc_string(Enc *e, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     Buf *out = e->out;
-    buf_lit(e->L, out, "\"");
+    if (n > (((size_t)-1) - 2) / 6) luaL_error(e->L, "JSON text too large");
+    buf_reserve(e->L, out, n * 6 + 2); /* every byte escaped as \u00XX at worst */
+    char *w = out->p + out->n;
+    *w++ = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[7];
+        if (!needs_escape[c]) { run++; continue; }
+        memcpy(w, s + i - run, run);
+        w += run;
+        run = 0;
+        *w++ = '\\';
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
         default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(u, "\\u00", 4);
-                u[4] = hex[c >> 4];
-                u[5] = hex[c & 0x0f];
-                u[6] = '\0';
-                esc = u;
-            }
-        }
-        if (esc) {
-            buf_add(e->L, out, s + i - run, run);
-            run = 0;
-            buf_add(e->L, out, esc, strlen(esc));
-        } else {
-            run++;
+            *w++ = 'u'; *w++ = '0'; *w++ = '0';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 0x0f];
         }
     }
-    buf_add(e->L, out, s + n - run, run);
-    buf_lit(e->L, out, "\"");
+    memcpy(w, s + n - run, run);
+    w += run;
+    *w++ = '"';
+    out->n = (size_t)(w - out->p);
 }
 
 static void enc_number(Enc *e, int idx)
 {
     char num[64];
     if (lua_isinteger(e->L, idx)) {
-        snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(e->L, idx));
+        lua_Integer v = lua_tointeger(e->L, idx);
+        /* digits from the end; the magnitude as unsigned (LLONG_MIN too) */
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char *p = num + sizeof num;
+        do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+        if (v < 0) *--p = '-';
+        buf_add(e->L, e->out, p, (size_t)(num + sizeof num - p));
+        return;
+    }
+    double d = lua_tonumber(e->L, idx);
+    if (!isfinite(d)) enc_fail(e, isnan(d) ? "NaN" : "infinite number");
+    if (d == floor(d) && fabs(d) < 9007199254740992.0) {
+        snprintf(num, sizeof num, "%.0f", d); /* 1.0 -> 1, -0.0 -> -0 */
     } else {
-        double d = lua_tonumber(e->L, idx);
-        if (!isfinite(d)) enc_fail(e, isnan(d) ? "NaN" : "infinite number");
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) {
-            snprintf(num, sizeof num, "%.0f", d); /* 1.0 -> 1, -0.0 -> -0 */
-        } else {
-            snprintf(num, sizeof num, "%.15g", d);
-            if (strtod(num, NULL) != d) snprintf(num, sizeof num, "%.17g", d);
-        }
+        snprintf(num, sizeof num, "%.15g", d);
+        if (strtod(num, NULL) != d) snprintf(num, sizeof num, "%.17g", d);
     }
     buf_add(e->L, e->out, num, strlen(num));
 }
 
+/* "\n" and two spaces a level: one copy from a string long enough for MAX_DEPTH */
 static void enc_newline(Enc *e)
 {
+    static char pad[1 + 2 * (MAX_DEPTH + 1)];
     if (!e->pretty) return;
-    buf_lit(e->L, e->out, "\n");
-    for (int i = 0; i < e->depth; i++) buf_lit(e->L, e->out, "  ");
+    if (!pad[0]) { pad[0] = '\n'; memset(pad + 1, ' ', sizeof pad - 1); }
+    buf_add(e->L, e->out, pad, 1 + 2 * (size_t)e->depth);
 }
 
 static void enc_value(Enc *e, int idx);
@@ -195,11 +213,29 @@ typedef struct {
     size_t n;
 } Key;
 
+static inline int key_less(const Key *a, const Key *b)
+{
+    int c = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n);
+    return c ? c < 0 : a->n < b->n;
+}
+
 static int cmp_keys(const void *pa, const void *pb)
 {
     const Key *a = pa, *b = pb;
     int c = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n);
     return c ? c : (a->n > b->n) - (a->n < b->n);
+}
+
+/* bytewise order: insertion sort for the few keys of most objects */
+static void sort_keys(Key *k, size_t n)
+{
+    if (n > 16) { qsort(k, n, sizeof *k, cmp_keys); return; }
+    for (size_t i = 1; i < n; i++) {
+        Key x = k[i];
+        size_t j = i;
+        while (j > 0 && key_less(&x, &k[j - 1])) { k[j] = k[j - 1]; j--; }
+        k[j] = x;
+    }
 }
 
 static int is_array_marked(lua_State *L, int idx)
@@ -211,27 +247,30 @@ static int is_array_marked(lua_State *L, int idx)
     return r;
 }
 
+#define FEW_KEYS 32
+
 static void enc_table(Enc *e, int idx)
 {
     lua_State *L = e->L;
     if (e->depth >= MAX_DEPTH) enc_fail(e, "table nested too deeply");
     if (!lua_checkstack(L, 8)) enc_fail(e, "table (out of Lua stack)");
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, e->visiting) != LUA_TNIL) enc_fail(e, "cycle");
-    lua_pop(L, 1);
-    lua_pushvalue(L, idx);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, e->visiting);
+    const void *self = lua_topointer(L, idx);
+    for (int i = 0; i < e->depth; i++)
+        if (e->open[i] == self) enc_fail(e, "cycle");
 
-    /* classify: count keys, all strings? all integers 1..n? */
+    /* classify: count keys, all strings? all integers 1..n? The string
+     * keys of a small object are kept as they come (anchored by the table). */
+    Key few[FEW_KEYS];
     lua_Integer count = 0, maxint = 0;
     int strings = 0, others = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         count++;
-        if (lua_type(L, -1) == LUA_TSTRING) strings++;
-        else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            if (strings < FEW_KEYS) few[strings].s = lua_tolstring(L, -1, &few[strings].n);
+            strings++;
+        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
             lua_Integer k = lua_tointeger(L, -1);
             if (k > maxint) maxint = k;
         } else others++;
@@ -260,6 +299,7 @@ static void enc_table(Enc *e, int idx)
         }
     }
 
+    e->open[e->depth] = self;
     e->depth++;
     Seg *seg = &e->path[e->depth];
     if (is_array) {
@@ -277,16 +317,21 @@ static void enc_table(Enc *e, int idx)
         if (count > 0) enc_newline(e);
         buf_lit(L, e->out, "]");
     } else {
-        Key *keys = lua_newuserdatauv(L, (size_t)(count ? count : 1) * sizeof *keys, 0);
-        int kidx = lua_gettop(L);
-        lua_Integer n = 0;
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            lua_pop(L, 1);
-            keys[n].s = lua_tolstring(L, -1, &keys[n].n); /* anchored by the table */
-            n++;
+        Key *keys = few;
+        int kidx = 0;
+        lua_Integer n = count;
+        if (count > FEW_KEYS) {
+            keys = lua_newuserdatauv(L, (size_t)count * sizeof *keys, 0);
+            kidx = lua_gettop(L);
+            n = 0;
+            lua_pushnil(L);
+            while (lua_next(L, idx)) {
+                lua_pop(L, 1);
+                keys[n].s = lua_tolstring(L, -1, &keys[n].n); /* anchored by the table */
+                n++;
+            }
         }
-        if (e->sort_keys) qsort(keys, (size_t)n, sizeof *keys, cmp_keys);
+        if (e->sort_keys) sort_keys(keys, (size_t)n);
         buf_lit(L, e->out, "{");
         for (lua_Integer i = 0; i < n; i++) {
             seg->key = keys[i].s;
@@ -301,15 +346,11 @@ static void enc_table(Enc *e, int idx)
             enc_value(e, lua_gettop(L));
             lua_pop(L, 1);
         }
-        lua_remove(L, kidx);
+        if (kidx) lua_remove(L, kidx);
         e->depth--;
         if (n > 0) enc_newline(e);
         buf_lit(L, e->out, "}");
     }
-
-    lua_pushvalue(L, idx);
-    lua_pushnil(L);
-    lua_rawset(L, e->visiting);
 }
 
 static void enc_value(Enc *e, int idx)
@@ -359,8 +400,6 @@ static int l_encode(lua_State *L)
     e->out->p = NULL;
     e->out->n = e->out->cap = 0;
     luaL_setmetatable(L, BUF_MT);
-    lua_newtable(L); /* 5 */
-    e->visiting = 5;
     enc_value(e, 1);
     lua_pushlstring(L, e->out->p ? e->out->p : "", e->out->n);
     lua_pushcfunction(L, buf_gc); /* free now rather than at the next GC */

@@ -37,6 +37,16 @@ function migrations.list(dir) end
 ---@overload fun(path: string): nil, string, migfix.migrations.TextProblem
 function migrations.read(path) end
 
+---For each entry of list(dir) with has_sql and no text yet: its migration.sql
+---read relative to the folder (one open per file, no walk of the whole path)
+---and, when it is clean text (no NUL byte, valid UTF-8), entry.text and
+---entry.checksum set. An entry it cannot read, or whose text has a problem, is
+---left as it was: read(entry.sql_path) gives the error. Returns how many it filled.
+---@param dir string
+---@param list migfix.migrations.Entry[]
+---@return integer filled
+function migrations.read_all(dir, list) end
+
 ---The first byte Prisma cannot run as it is: a NUL byte or the start of an
 ---ill-formed UTF-8 sequence (Unicode D92: no overlongs, surrogates or values past U+10FFFF).
 ---@param text string

@@ -113,12 +113,24 @@ SELECT pg_catalog.json_build_object(
             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
             WHERE k.ord > i.indnkeyatts)
       ) ORDER BY n.nspname, ic.relname), '[]')
-      FROM pg_catalog.pg_index i
+      -- which indexes: all (no names), else those of the named tables, the
+      -- named ones and every invalid index, each found by a catalog index
+      -- (one OR over the joined rows made this section scan every index of a
+      -- 30,000-index catalog)
+      FROM (SELECT xa.indexrelid AS oid FROM pg_catalog.pg_index xa WHERE @NAMES@ IS NULL
+            UNION
+            SELECT xi.indexrelid FROM pg_catalog.pg_class xt
+              JOIN pg_catalog.pg_index xi ON xi.indrelid = xt.oid
+             WHERE xt.relname = ANY (@NAMES@)
+            UNION
+            SELECT xc.oid FROM pg_catalog.pg_class xc WHERE xc.relname = ANY (@NAMES@)
+            UNION
+            SELECT xv.indexrelid FROM pg_catalog.pg_index xv WHERE NOT xv.indisvalid) sel
+      JOIN pg_catalog.pg_index i ON i.indexrelid = sel.oid
       JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
       JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid
       JOIN ns n ON n.oid = ic.relnamespace
-      JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-      WHERE @NAMES@ IS NULL OR tc.relname = ANY (@NAMES@) OR ic.relname = ANY (@NAMES@) OR NOT i.indisvalid),
+      JOIN pg_catalog.pg_am am ON am.oid = ic.relam),
   'constraints', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'table', tc.relname, 'name', co.conname, 'contype', co.contype,
         'columns', (SELECT coalesce(pg_catalog.json_agg(a.attname ORDER BY k.ord), '[]')
@@ -136,14 +148,20 @@ SELECT pg_catalog.json_build_object(
         'comment', pg_catalog.obj_description(co.oid, 'pg_constraint'),
         'expr', CASE WHEN co.contype = 'c' AND NOT (co.conrelid IN (SELECT relation FROM xlocked) OR co.confrelid IN (SELECT relation FROM xlocked)) THEN pg_catalog.pg_get_constraintdef(co.oid, true) END
       ) ORDER BY n.nspname, tc.relname, co.conname), '[]')
-      FROM pg_catalog.pg_constraint co
+      -- which constraints: all (no names), else those of the relations and
+      -- the named ones, each found by a catalog index (as for indexes)
+      FROM (SELECT xa.oid FROM pg_catalog.pg_constraint xa WHERE @NAMES@ IS NULL
+            UNION
+            SELECT xr.oid FROM pg_catalog.pg_constraint xr WHERE xr.conrelid IN (SELECT oid FROM rels)
+            UNION
+            SELECT xn.oid FROM pg_catalog.pg_constraint xn WHERE xn.conname = ANY (@NAMES@)) sel
+      JOIN pg_catalog.pg_constraint co ON co.oid = sel.oid
       JOIN pg_catalog.pg_class tc ON tc.oid = co.conrelid
       JOIN ns n ON n.oid = tc.relnamespace
       LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid
       LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
       LEFT JOIN pg_catalog.pg_class ixc ON ixc.oid = co.conindid AND co.contype IN ('p', 'u', 'x')
-      WHERE co.conrelid <> 0
-        AND (@NAMES@ IS NULL OR co.conrelid IN (SELECT oid FROM rels) OR co.conname = ANY (@NAMES@))),
+      WHERE co.conrelid <> 0),
   'enums', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
         'schema', n.nspname, 'name', t.typname, 'oid', t.oid::int8,
         'labels', (SELECT coalesce(pg_catalog.json_agg(e.enumlabel ORDER BY e.enumsortorder), '[]')

@@ -295,6 +295,10 @@ function Ctx:state(conn, opts)
   local ledger = require "migfix.ledger"
   local list = self:migrations()
   local file_problems = {}
+  -- every clean migration.sql read and hashed in one call (relative to the
+  -- folder); what it leaves unread (an error, a NUL byte, invalid UTF-8) is
+  -- read below one by one, for the error
+  mig.read_all(self:project().migrations_dir, list)
   for _, m in ipairs(list) do
     if not m.has_sql then
       -- a migration.sql that exists but cannot be read is an error, not "no file"

@@ -6,7 +6,6 @@ local effects = require "migfix.effects"
 local catalog = require "migfix.catalog"
 local verify = require "migfix.verify"
 local errclass = require "migfix.errclass"
-local mig = require "migfix.migrations"
 local ledger = require "migfix.ledger"
 local execution = require "migfix.execution"
 
@@ -71,7 +70,8 @@ local function diagnose_one(ctx, conn, d, e, unit, snap, schema, server_version)
   d.file = { path = loc.sql_path, checksum = loc.checksum }
   if d.row and not ledger.null(d.row.checksum) then  -- a NULL checksum is a ledger problem (status)
     d.file.failed_checksum = d.row.checksum
-    d.file.changed_since_failure = not mig.matches(loc.text, d.row.checksum)
+    -- the file's checksum, computed when it was read, settles the usual case (no second hash)
+    d.file.changed_since_failure = not ledger.matches(loc, d.row.checksum)
   end
   if d.execution.all_or_nothing and d.verdict == "partial" then
     d.inconsistent = "the file runs as one transaction, so PostgreSQL applies all of it or none: "

@@ -47,8 +47,10 @@ M.EXIT_HELP = [[Exit codes (the first that applies, in this order):
 --- ("2026-11-24T22:12:09.052Z", "...+05:30", or without zone: UTC).
 ---@param s any
 ---@return number|nil
+local iso_ms
 function M.epoch(s)
-  local ms = require("migfix.sys").iso_ms(s)
+  iso_ms = iso_ms or require("migfix.sys").iso_ms -- (status: twice per ledger row)
+  local ms = iso_ms(s)
   return ms and ms / 1000
 end
 

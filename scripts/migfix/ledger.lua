@@ -11,7 +11,9 @@ M.LOCK_KEY = 72707369
 M.COLUMNS = { "id", "checksum", "finished_at", "migration_name", "logs", "rolled_back_at", "started_at", "applied_steps_count" }
 M.REQUIRED = { "id", "checksum", "migration_name", "started_at", "applied_steps_count" }
 
-local function null(v) return v == nil or db.isnull(v) end
+local NULL = db.NULL
+-- db.isnull(v) without the call into C (db.NULL is one light userdata)
+local function null(v) return v == nil or v == NULL end
 M.null = null
 
 --- "schema"."_prisma_migrations", quoted
@@ -194,6 +196,7 @@ M.is_failed, M.is_rolled_back, M.is_applied = is_failed, is_rolled_back, is_appl
 
 -- ------------------------------------------------------------ problems
 
+local NONE = {}
 local PRISMA_EXTRACT = "Prisma stops every command on this ledger with \"Failed to extract `%s` from `_prisma_migrations` row.\""
 
 --- Which row: its position (started_at order), migration name and id.
@@ -247,9 +250,13 @@ function M.problems(ledger, locals)
   for _, m in ipairs(locals or {}) do if m.checksum then checksum_of[m.name] = m.checksum end end
   local ids = {}
   for i, r in ipairs(ledger.rows or {}) do
-    local where = ("WHERE ctid = '%s'"):format(tostring(r.ctid))
-    for _, c in ipairs(M.REQUIRED) do
+    -- M.REQUIRED, the usual case (none NULL) in one test
+    local id, sum, name, started, steps = r.id, r.checksum, r.migration_name, r.started_at, r.applied_steps_count
+    local some_null = id == nil or id == NULL or sum == nil or sum == NULL or name == nil or name == NULL
+      or started == nil or started == NULL or steps == nil or steps == NULL
+    for _, c in ipairs(some_null and M.REQUIRED or NONE) do
       if (not cols or cols[c]) and null(r[c]) then
+        local where = ("WHERE ctid = '%s'"):format(tostring(r.ctid))
         local fix
         if c == "id" then fix = ("UPDATE %s SET id = gen_random_uuid()::text %s;"):format(q, where)
         elseif c == "checksum" then
@@ -267,6 +274,7 @@ function M.problems(ledger, locals)
     if not null(r.id) then
       local first = ids[r.id]
       if first then
+        local where = ("WHERE ctid = '%s'"):format(tostring(r.ctid))
         add { kind = "duplicate_id", row = i, ctid = r.ctid, id = r.id,
               migration_name = not null(r.migration_name) and r.migration_name or nil, column = "id",
               message = ("%s of %s has the same id as row %d: a write by id (Prisma's resolve, migfix's conditional writes) would change both rows"):format(

@@ -33,6 +33,8 @@ function M.utc_now()
   return os.date("!%Y-%m-%dT%H:%M:%S", ts.tv_sec) .. (".%06dZ"):format(ts.tv_nsec // 1000)
 end
 
+local byte, find, sub = string.byte, string.find, string.sub
+
 local function days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y
   local era = (y >= 0 and y or y - 399) // 400
@@ -48,6 +50,18 @@ end
 ---@return number|nil ms
 function M.iso_ms(s)
   if type(s) ~= "string" then return nil end
+  -- the form migfix.db gives a timestamptz, 2025-01-02T03:04:05Z or 2025-01-02T03:04:05.123456Z:
+  -- the same result as the general parse below, without its captures (status reads 10,000 rows)
+  local n = #s
+  if (n == 20 or (n > 21 and find(s, "^%.%d+Z$", 20))) and find(s, "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d") and byte(s, n) == 90 then
+    local y1, y2, y3, y4, _, m1, m2, _, d1, d2, _, h1, h2, _, i1, i2, _, s1, s2 = byte(s, 1, 19)
+    local fy = (y1 - 48) * 1000 + (y2 - 48) * 100 + (y3 - 48) * 10 + (y4 - 48)
+    local fmo, fd = (m1 - 48) * 10 + (m2 - 48), (d1 - 48) * 10 + (d2 - 48)
+    local fH, fMi, fS = (h1 - 48) * 10 + (h2 - 48), (i1 - 48) * 10 + (i2 - 48), (s1 - 48) * 10 + (s2 - 48)
+    if fmo < 1 or fmo > 12 or fd < 1 or fd > 31 or fH > 23 or fMi > 59 or fS > 60 then return nil end
+    local secs = days_from_civil(fy, fmo, fd) * 86400 + fH * 3600 + fMi * 60 + fS
+    return secs * 1000 + (n > 20 and tonumber("0." .. sub(s, 21, n - 1)) * 1000 or 0)
+  end
   local y, mo, d, rest = s:match("^%s*(%d%d%d%d)%-(%d%d)%-(%d%d)(.-)%s*$")
   if not y then return nil end
   y, mo, d = tonumber(y), tonumber(mo), tonumber(d)

@@ -79,6 +79,11 @@ function M.warn(msg, hint)
 end
 
 function M.out(...)
+  local n = select("#", ...)
+  if n == 1 then
+    io.stdout:write(redact(tostring((...))), "\n")
+    return
+  end
   local parts = table.pack(...)
   for i = 1, parts.n do parts[i] = redact(tostring(parts[i])) end
   io.stdout:write(table.concat(parts), "\n")

@@ -199,9 +199,9 @@ function C.run(ctx, opts, args)
   local conn = ctx:connect { readonly = true }
   local st = ctx:state(conn)
   local diags = diagnose.run(ctx, conn, st, args)
-  local datacheck = require "migfix.datacheck"
   for _, d in ipairs(diags) do
-    if d.error and d.error.class == "data" then d.data = datacheck.evidence(ctx, conn, d) end
+    -- (migfix.datacheck loaded only for a data error: most diagnoses have none)
+    if d.error and d.error.class == "data" then d.data = require("migfix.datacheck").evidence(ctx, conn, d) end
   end
   if opts.json then
     ui.out(json.encode(C.document(diags), { pretty = true }))
