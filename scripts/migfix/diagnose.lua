@@ -59,7 +59,13 @@ local function diagnose_one(ctx, conn, d, e, unit, snap, schema, server_version)
   if d.row then d.error = errclass.parse(logs, d.row.logs_bytes) end
   d.execution = M.execution(unit, server_version, ctx:project().unit, errclass.engine(logs))
   -- the rows of its data statements (UPDATE/DELETE/INSERT), read-only
-  local fixpoints = require("migfix.datacheck").fixpoint_evidence(ctx, conn, unit, snap)
+  local fixpoints
+  for _, s in ipairs(unit.statements) do
+    if s.kind == "UpdateStmt" or s.kind == "DeleteStmt" or s.kind == "InsertStmt" then
+      fixpoints = require("migfix.datacheck").fixpoint_evidence(ctx, conn, unit, snap)
+      break
+    end
+  end
   local ev = verify.compare(unit, snap, schema, { unit = d.execution.unit, server_version = server_version,
                                                   data = fixpoints })
   d.unit = unit
