@@ -24,6 +24,9 @@
 ---     check = { kind = "unique"|"not_null"|"new_not_null"|"foreign_key"|"check"|"cast",
 ---               statement, line, schema, table, columns, where, status, violations,
 ---               groups, samples = { {key, rows, text} }, summary, advice, sql, ms, reason }
+---
+--- The same read-only session also compares the query of a view a file
+--- replaces with the catalog's, by their plans (`viewplans`, never run).
 -- @module migfix.datacheck
 local json = require "migfix.json"
 local sql = require "migfix.sql"
@@ -1211,6 +1214,136 @@ function M.fixpoints(conn, unit, snap, o)
   return out
 end
 
+-- ------------------------------------------------------------------ views
+
+-- the query of CREATE [OR REPLACE] VIEW / CREATE MATERIALIZED VIEW text: what
+-- follows the first AS at depth 0, without WITH [CASCADED|LOCAL] CHECK OPTION
+-- or WITH [NO] DATA and the semicolon (nil when it cannot be told)
+local function view_query(text, matview)
+  local toks = lex(text)
+  local depth, from = 0, nil
+  for i, t in ipairs(toks) do
+    if t.t == "(" then depth = depth + 1
+    elseif t.t == ")" then depth = depth - 1
+    elseif depth == 0 and t.t == "word" and t.w == "as" then from = i + 1 break end
+  end
+  if not from or not toks[from] then return nil end
+  local to = #toks
+  if toks[to] and toks[to].t == ";" then to = to - 1 end
+  local function w(i) return toks[i] and toks[i].t == "word" and toks[i].w end
+  if matview then
+    if w(to) == "data" and w(to - 1) == "with" then to = to - 2
+    elseif w(to) == "data" and w(to - 1) == "no" and w(to - 2) == "with" then to = to - 3 end
+  elseif w(to) == "option" and w(to - 1) == "check" then
+    to = to - 2
+    if w(to) == "cascaded" or w(to) == "local" then to = to - 1 end
+    if w(to) ~= "with" then return nil end
+    to = to - 1
+  end
+  if to < from then return nil end
+  return text:sub(toks[from].s, toks[to].e)
+end
+M.view_query = view_query
+
+-- does the tree hold a `*` in a target list (its expansion follows the
+-- columns the tables have when it is planned)
+local function has_star(node)
+  if type(node) ~= "table" then return false end
+  if node.A_Star then return true end
+  for _, v in pairs(node) do if has_star(v) then return true end end
+  return false
+end
+
+--- The queries of the views a file creates, compared with the catalog's by
+--- their plans. The catalog keeps a view's query only as a rewritten tree
+--- (pg_get_viewdef prints it back); the file's text and the printed one are
+--- both planned, never run (EXPLAIN (VERBOSE, COSTS OFF), READ ONLY, the
+--- search_path of the ledger schema, the data-check bound) and the plans
+--- compared: the same plan is the file's query, another plan is another
+--- query — unless the file's query says `*`, whose expansion moves with the
+--- tables' columns (then unknown).
+---   datacheck.viewplans(conn, unit, snap, o) -> { [stmt index] = r }
+---     r = { schema, name, kind = "view"|"matview", state = "same"|"differs"|"unknown", reason }
+---     o: {schema, timeout_ms, connect}
+function M.viewplans(conn, unit, snap, o)
+  o = o or {}
+  local schema = o.schema or "public"
+  local out, plans = {}, {}
+  local in_do = {}
+  for _, e in ipairs(unit.effects or {}) do
+    if e.stmt and e.in_do then in_do[e.stmt] = true end
+  end
+  for _, s in ipairs(unit.statements or {}) do
+    if (s.kind == "ViewStmt" or s.kind == "CreateTableAsStmt") and not in_do[s.index] then
+      local tree = sql.parse(s.text)
+      local st = tree and tree.stmts and #tree.stmts == 1 and tree.stmts[1].stmt
+      local node = st and st[s.kind]
+      local rel = node and (s.kind == "ViewStmt" and node.view or (node.into and node.into.rel))
+      local matview = s.kind == "CreateTableAsStmt"
+      if rel and (not matview or node.objtype == "OBJECT_MATVIEW") and rel.relpersistence ~= "t" then
+        local r = { schema = rel.schemaname or schema, name = rel.relname, kind = matview and "matview" or "view",
+                    state = "unknown" }
+        out[s.index] = r
+        local q = view_query(s.text, matview)
+        local probe = q and sql.parse("SELECT * FROM (" .. q .. ") AS _migfix_view")
+        if not (probe and probe.stmts and #probe.stmts == 1) then
+          r.reason = "its query could not be read from the statement"
+        else
+          r.star = has_star(node.query)
+          plans[#plans + 1] = { r = r, q = q }
+        end
+      end
+    end
+  end
+  if #plans == 0 then return out end
+  if conn:info().in_transaction then
+    if not o.connect then
+      for _, p in ipairs(plans) do p.r.reason = "the connection is inside a transaction and no other was given" end
+      return out
+    end
+    conn = o.connect()
+  end
+  local R = { conn = conn, schema = schema, timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS }
+  local function plan(c, q)
+    local rows = query(c, "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM (" .. q .. ") AS _migfix_view")
+    local lines = {}
+    for i, row in ipairs(rows) do lines[i] = row["QUERY PLAN"] end
+    return table.concat(lines, "\n")
+  end
+  for _, p in ipairs(plans) do
+    local r = p.r
+    local ok, res, why = pcall(in_readonly, R, function(c)
+      query(c, "SELECT set_config('lock_timeout', $1, true)", tostring(math.min(R.timeout_ms, 5000)))
+      local rows = query(c, [[SELECT c.relkind, pg_catalog.pg_get_viewdef(c.oid) AS def
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2]], r.schema, r.name)
+      local row = rows[1]
+      if not row then return nil, "not in the catalog" end
+      if row.relkind ~= (r.kind == "matview" and "m" or "v") then return nil, "another kind of relation holds the name" end
+      local def = tostring(row.def):gsub("%s*;%s*$", "")
+      local have = plan(c, def)
+      -- the file's query may name what is not there (yet): no plan, unknown
+      local fok, want = pcall(plan, c, p.q)
+      if not fok then
+        return nil, "the file's query cannot be planned now (" .. tostring((failure_reason(R, want))) .. ")"
+      end
+      return want == have
+    end)
+    if not ok then
+      r.reason = (failure_reason(R, res))
+    elseif res == nil then
+      r.reason = why
+    elseif res then
+      r.state, r.summary = "same", "its query plans as the file's does"
+    elseif r.star then
+      r.reason = "its query plans otherwise than the file's, whose * follows the tables' columns of now"
+    else
+      r.state, r.summary = "differs", "its query plans otherwise than the file's: another definition"
+    end
+  end
+  return out
+end
+
 --- The data evidence of a diagnosis with the project's settings: the ledger
 --- schema, the bound (timeouts.data_check, else timeouts.statement_timeout,
 --- else 30 s) and, when conn is inside a transaction, a read-only connection.
@@ -1233,6 +1366,17 @@ function M.fixpoint_evidence(ctx, conn, unit, snap)
   local t = p.timeouts or {}
   local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
   return M.fixpoints(conn, unit, snap, { schema = ctx:schema(), timeout_ms = ms,
+                                         connect = function() return ctx:connect { readonly = true } end })
+end
+
+--- The view-query comparisons of a file with the project's settings (the
+--- same schema, bound and second connection as `evidence`).
+function M.viewplan_evidence(ctx, conn, unit, snap)
+  local p = ctx:project()
+  local millis = require("migfix.config").millis
+  local t = p.timeouts or {}
+  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
+  return M.viewplans(conn, unit, snap, { schema = ctx:schema(), timeout_ms = ms,
                                          connect = function() return ctx:connect { readonly = true } end })
 end
 

@@ -66,8 +66,16 @@ local function diagnose_one(ctx, conn, d, e, unit, snap, schema, server_version)
       break
     end
   end
+  -- the queries of the views it creates, compared by their plans (read-only)
+  local views
+  for _, s in ipairs(unit.statements) do
+    if s.kind == "ViewStmt" or s.kind == "CreateTableAsStmt" then
+      views = require("migfix.datacheck").viewplan_evidence(ctx, conn, unit, snap)
+      break
+    end
+  end
   local ev = verify.compare(unit, snap, schema, { unit = d.execution.unit, server_version = server_version,
-                                                  data = fixpoints })
+                                                  data = fixpoints, views = views })
   d.unit = unit
   d.evidence = ev
   d.verdict = ev.verdict

@@ -1447,8 +1447,21 @@ function M.compare(unit, snap, default_schema, opts)
     end
   end
 
+  -- the views whose query was compared by its plan (datacheck.viewplans),
+  -- under the statement that creates them
+  local viewplans = type(opts.views) == "table" and opts.views or {}
+  local function view_plan(entry)
+    if entry.kind ~= "view" and entry.kind ~= "matview" then return nil end
+    if entry.old_name or entry.renamed_from or not entry.created then return nil end
+    local r = viewplans[entry.first_stmt]
+    if not r or r.kind ~= entry.kind or r.name ~= entry.name or (r.schema or default_schema) ~= entry.schema then return nil end
+    return r
+  end
+
   for _, entry in ipairs(model.list) do
     if entry.table and replaced_tables[entry.schema .. "." .. entry.table] then entry.on_replaced_table = true end
+    local vcheck = view_plan(entry)
+    local vplan = vcheck and vcheck.state ~= "unknown" and vcheck or nil
     local item = {
       kind = entry.kind, schema = schema_of(entry), name = entry.name, table = entry.table,
       enum = entry.enum, action = entry.action, diffs = {},
@@ -1465,7 +1478,7 @@ function M.compare(unit, snap, default_schema, opts)
     local why_none = entry.uninformative
       or (entry.on_replaced_table and "its table takes the place of one of the same name")
       or (entry.reused_type and ("its type name \"%s\" was another type's before"):format(entry.reused_type))
-      or ((entry.replaces and not (REPLACE_COMPARED[entry.kind] and (entry.kind ~= "function" or entry.props.body)))
+      or ((entry.replaces and not vplan and not (REPLACE_COMPARED[entry.kind] and (entry.kind ~= "function" or entry.props.body)))
           and "it takes the place of an object of the same name" or nil)
     local why_not = why_none or entry.progress_only
       or (entry.replaces and "it takes the place of an object of the same name (with another definition, presumably)" or nil)
@@ -1553,11 +1566,20 @@ function M.compare(unit, snap, default_schema, opts)
                              note = "the output columns of the view in the database are not the file's" } }
           end
         end
+        if item.state == "present" and replaced and vplan and vplan.state == "differs" then
+          item.state = "different"
+          item.diffs = { { field = "query", expected = "the file's", found = "another",
+                           note = "the view's query in the database plans otherwise than the file's" } }
+        end
         if item.state == "present" then
-          if replaced and DEFINITION_NOT_COMPARED[entry.kind] then
+          if replaced and DEFINITION_NOT_COMPARED[entry.kind] and not vplan then
             item.state, item.reason = "unverifiable",
               ("%s \"%s\" takes the place of one of the same name, and %s is not compared with the catalog"):format(
                 entry.kind, entry.name, DEFINITION_NOT_COMPARED[entry.kind])
+            if vcheck and vcheck.reason then
+              item.reason = ("%s \"%s\" takes the place of one of the same name, and its query could not be compared: %s"):format(
+                entry.kind, entry.name, vcheck.reason)
+            end
           elseif replaced and entry.kind == "function" and entry.props.body == nil then
             item.state, item.reason = "unverifiable",
               ("function \"%s\" takes the place of one of the same name, and its body is not a string to compare"):format(entry.name)

@@ -301,4 +301,51 @@ T["datacheck.check: bad options raise; not a data error is not_applicable"] = fu
   h.eq(datacheck.using_text('ALTER TABLE "T" ALTER COLUMN "a" TYPE INTEGER', "a"), nil)
 end
 
+-- ------------------------------------------------------------------ view plans
+
+T["viewplans: the same query plans the same, another plans otherwise, a * or an unplannable query is unknown"] = function()
+  h.eq(datacheck.view_query('CREATE OR REPLACE VIEW "V" ("a") WITH (security_barrier) AS SELECT "id" AS x FROM "T" WITH CASCADED CHECK OPTION;'),
+    'SELECT "id" AS x FROM "T"')
+  h.eq(datacheck.view_query('CREATE MATERIALIZED VIEW "M" AS (SELECT 1 AS "as") WITH NO DATA;', true), '(SELECT 1 AS "as")')
+  h.eq(datacheck.view_query('CREATE VIEW "V"'), nil)
+  local db = require "migfix.db"
+  local effects = require "migfix.effects"
+  local catalog = require "migfix.catalog"
+  local _, url = h.fresh_db()
+  h.psql(url, [[CREATE TABLE "T" ("id" INTEGER NOT NULL, "n" INTEGER, "s" VARCHAR(10));
+CREATE VIEW "V" AS SELECT "id", "s" FROM "T" WHERE "s" = 'x' AND "n" > 0;
+CREATE VIEW "W" AS SELECT * FROM "T";
+CREATE MATERIALIZED VIEW "M" AS SELECT "id", count(*) AS c FROM "T" GROUP BY "id";]])
+  local text = [[CREATE OR REPLACE VIEW "V" AS SELECT "id", "s" FROM "T" WHERE "s" = 'x' AND "n" > 0;
+CREATE OR REPLACE VIEW "V" AS SELECT t."id", t."s" FROM "T" t WHERE "n" > 1;
+CREATE OR REPLACE VIEW "W" AS SELECT "id" FROM "T";
+DROP MATERIALIZED VIEW "M";
+CREATE MATERIALIZED VIEW "M" AS SELECT "id", count(*) AS c FROM "T" GROUP BY "id" WITH DATA;
+CREATE OR REPLACE VIEW "W" AS SELECT * FROM "T" WHERE "n" > 0;
+CREATE OR REPLACE VIEW "X" AS SELECT "nope" FROM "T";
+CREATE OR REPLACE VIEW "V" AS SELECT "id", "nope" FROM "T";
+]]
+  local unit = assert(effects.analyze(text, "views.sql"))
+  local conn = assert(db.connect(url))
+  local snap = assert(catalog.snapshot(conn, { "public" }))
+  local before = h.psql(url, "SELECT count(*) FROM pg_class")
+  local r = datacheck.viewplans(conn, unit, snap, { timeout_ms = 5000 })
+  h.eq(r[1].state, "same", r[1].reason)
+  h.eq(r[2].state, "differs")
+  h.eq(r[3].state, "differs", "W's * is in the catalog's query, not in the file's")
+  h.eq(r[5].state, "same", r[5].reason)
+  h.eq(r[5].kind, "matview")
+  h.eq(r[6].state, "unknown")
+  h.contains(r[6].reason, "whose * follows the tables' columns")
+  h.eq(r[7].state, "unknown")
+  h.contains(r[7].reason, "not in the catalog")
+  h.eq(r[8].state, "unknown")
+  h.contains(r[8].reason, "the file's query cannot be planned now")
+  h.contains(r[8].reason, "42703")
+  h.eq(r[4], nil, "DROP is not a view query")
+  h.eq(h.psql(url, "SELECT count(*) FROM pg_class"), before, "nothing created")
+  h.eq(conn:info().in_transaction, false)
+  conn:close()
+end
+
 return T
