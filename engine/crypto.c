@@ -85,19 +85,6 @@ static int l_random_hex(lua_State *L)
     return 1;
 }
 
-/* crypto.sha256(s) -> 64 lowercase hex digits */
-static int l_sha256(lua_State *L)
-{
-    mf_checknargs(L, 1, "crypto.sha256(s)");
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    char hex[MF_CHECKSUM_HEX_LEN + 1];
-    if (mf_sha256_hex(s, len, hex) != 0)
-        return luaL_error(L, "could not compute SHA-256 with OpenSSL");
-    lua_pushstring(L, hex);
-    return 1;
-}
-
 /* crypto.sha256_file(path) -> hex | nil, "path: reason", {errno = n} */
 static int l_sha256_file(lua_State *L)
 {
@@ -158,7 +145,6 @@ static int l_uuid4(lua_State *L)
 
 static const luaL_Reg lib[] = {
     {"random_hex", l_random_hex},
-    {"sha256", l_sha256},
     {"sha256_file", l_sha256_file},
     {"uuid4", l_uuid4},
     {NULL, NULL}

@@ -2,11 +2,6 @@
 -- LuaLS stub for the C module engine/crypto.c (OpenSSL).
 local crypto = {}
 
----SHA-256 of the bytes of `s`.
----@param s string
----@return string hex 64 lowercase hex digits
-function crypto.sha256(s) end
-
 ---SHA-256 of a file's bytes.
 ---@param path string
 ---@return string hex

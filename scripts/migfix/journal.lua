@@ -14,6 +14,8 @@
 ---   journal.run_id() / journal.set_run(id)                   -> the run id stamped into every entry's details.run
 local json = require "migfix.json"
 local crypto = require "migfix.crypto"
+-- SHA-256 hex of a string: the primitive of Prisma's checksum (one binding)
+local sha256 = require("migfix.migrations").checksum
 local ui = require "migfix.ui"
 
 local M = {}
@@ -121,7 +123,7 @@ end
 
 ---@param e table
 ---@return string hex sha256 of M.canonical(e)
-function M.hash(e) return crypto.sha256(M.canonical(e)) end
+function M.hash(e) return sha256(M.canonical(e)) end
 
 --- `logs` longer than this many characters is journaled as an excerpt of
 --- that length with logs_bytes (the whole text's size) and logs_sha256 (its
@@ -144,7 +146,7 @@ local function jrow(r)
     local cut = utf8.offset(logs, M.LOGS_EXCERPT + 1)
     if sha or (cut and cut <= #logs) then
       o.logs = cut and logs:sub(1, cut - 1) or logs
-      o.logs_sha256 = sha or crypto.sha256(logs)
+      o.logs_sha256 = sha or sha256(logs)
       o.logs_bytes = math.tointeger(tonumber(r.logs_bytes)) or #logs
     end
   end

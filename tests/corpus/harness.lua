@@ -27,6 +27,7 @@ local db = require "migfix.db"
 local msql = require "migfix.sql"
 local json = require "migfix.json"
 local crypto = require "migfix.crypto"
+local sha256 = require("migfix.migrations").checksum
 local proc = require "migfix.proc"
 local sys = require "migfix.sys"
 local ptime = require "posix.sys.time"
@@ -333,8 +334,8 @@ local function load_history(dir)
   for i, n in ipairs(names) do
     local text = read_file(dir .. "/" .. n .. "/migration.sql")
     local m = { index = i, name = n, text = text, path = dir .. "/" .. n }
-    if text then m.checksum = crypto.sha256(text) end
-    chain = crypto.sha256(chain .. "\0" .. n .. "\0" .. (m.checksum or "-"))
+    if text then m.checksum = sha256(text) end
+    chain = sha256(chain .. "\0" .. n .. "\0" .. (m.checksum or "-"))
     m.chain = chain
     h.migrations[#h.migrations + 1] = m
   end
@@ -705,7 +706,7 @@ do
   if r.code == 0 and r.stdout ~= "" and pstat.stat(r.stdout .. "/scripts") then
     MIGFIX_HOME = r.stdout
     local h = run { "sh", "-c", "cd \"$1\" && find scripts policies -type f -name '*.lua' | LC_ALL=C sort | xargs cat | sha256sum", "sh", MIGFIX_HOME }
-    migfix_sha = crypto.sha256(migfix_sha .. (h.stdout:match("^(%x+)") or "?"))
+    migfix_sha = sha256(migfix_sha .. (h.stdout:match("^(%x+)") or "?"))
   end
 end
 local CACHE_DIR = OUT .. "/cache"
@@ -953,7 +954,7 @@ local function history_run(h, hi)
     local rt_wanted = rt_sample(i)
     local recs, todo, is_todo = {}, {}, {}
     for _, k in ipairs(kinds) do
-      local key = crypto.sha256(table.concat({ HARNESS_VERSION, STATE_VERSION[k] or "", migfix_sha, m.chain, k }, "\0"))
+      local key = sha256(table.concat({ HARNESS_VERSION, STATE_VERSION[k] or "", migfix_sha, m.chain, k }, "\0"))
       local rec = cache[key]
       if rec and rt_wanted and RT_SPEC ~= "none" and rec.plan_writes and rec.class ~= "crash" and not rec.roundtrip then
         rec = nil -- sampled now, not when cached: build it again for the round trip
