@@ -1254,6 +1254,56 @@ local function has_star(node)
   return false
 end
 
+-- the identifiers of a plan line's scan target: { text... } split on blanks
+-- outside double quotes
+local function words(text)
+  local out, i, n = {}, 1, #text
+  while i <= n do
+    local c = text:sub(i, i)
+    if c == " " then i = i + 1
+    else
+      local j, q = i, false
+      while j <= n do
+        local d = text:sub(j, j)
+        if d == '"' then q = not q elseif d == " " and not q then break end
+        j = j + 1
+      end
+      out[#out + 1] = text:sub(i, j - 1)
+      i = j
+    end
+  end
+  return out
+end
+
+-- a plan without its range-table aliases: pg_get_viewdef renames a repeated
+-- alias (u, u_1) and EXPLAIN then names the scans otherwise (u_1_1 for u_3)
+-- although the query is the same. Each scan's alias (the word after its
+-- relation, else the relation's own name) becomes $n in the order the scans
+-- come, and so does every `alias.` qualifier: a bijection, so two plans are
+-- equal after it exactly when they differ in alias names only.
+local function plan_shape(lines)
+  local map, n = {}, 0
+  for i, line in ipairs(lines) do
+    local body = not line:find("Bitmap Index Scan", 1, true)
+      and (line:match("Scan using .+ on (.+)$") or line:match("Scan on (.+)$"))
+    if body then
+      local w = words(body)
+      local alias = #w >= 2 and w[#w] or (w[1] and w[1]:match('([^.]+)$'))
+      if alias then
+        if not map[alias] then n = n + 1; map[alias] = "$" .. n end
+        if #w >= 2 then w[#w] = map[alias] else w[2] = map[alias] end
+        lines[i] = line:sub(1, #line - #body) .. table.concat(w, " ")
+      end
+    end
+  end
+  local text = "\n" .. table.concat(lines, "\n")
+  for alias, to in pairs(map) do
+    text = text:gsub('([^%w_$."])' .. alias:gsub("%p", "%%%0") .. "%.", function(pre) return pre .. to .. "." end)
+  end
+  return text
+end
+M.plan_shape = plan_shape
+
 --- The queries of the views a file creates, compared with the catalog's by
 --- their plans. The catalog keeps a view's query only as a rewritten tree
 --- (pg_get_viewdef prints it back); the file's text and the printed one are
@@ -1308,7 +1358,7 @@ function M.viewplans(conn, unit, snap, o)
     local rows = query(c, "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM (" .. q .. ") AS _migfix_view")
     local lines = {}
     for i, row in ipairs(rows) do lines[i] = row["QUERY PLAN"] end
-    return table.concat(lines, "\n")
+    return plan_shape(lines)
   end
   for _, p in ipairs(plans) do
     local r = p.r
