@@ -722,30 +722,12 @@ function M.team_runner(rules, settings, unit)
   end
 end
 
---- Lint a prepared file (M.prepare) against the database facts in opts.
-function M.check(P, opts)
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not KNOWN[k] then
-      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
-    end
-  end
-  local settings = opts.settings or M.settings()
-  local rules = opts.rules
-  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
-  local mode = opts.unit_mode or "file"
-  local schema_default = opts.schema or "public"
-  local sizes = opts.sizes
-  local server_version = opts.server_version
-  local file = P.file or "?"
-  local tkey = tkey_of(schema_default)
-  bind(P, opts)
-  local stmts = P.statements
-  local segs, file_facts, new_at = earlier_facts(stmts, locks.blocks_writes)
-
-  -- what a rule sees besides the statement
+-- what a rule sees besides the statement (docs/lint.md "Rules")
+local function rule_context(P, c)
+  local stmts, sizes, settings, schema_default, tkey = P.statements, c.sizes, c.settings, c.schema, c.tkey
+  local segs, file_facts, new_at = c.segs, c.file_facts, c.new_at
   local ctx = {
-    file = file, unit_mode = mode, server_version = server_version, offline = sizes == nil,
+    file = c.file, unit_mode = c.mode, server_version = c.server_version, offline = sizes == nil,
     settings = settings, statements = stmts, schema = schema_default,
     locks = { LEVELS = locks.LEVELS, FACTS = locks.FACTS, rank = locks.rank, max = locks.max,
               blocks_reads = locks.blocks_reads, blocks_writes = locks.blocks_writes },
@@ -818,7 +800,13 @@ function M.check(P, opts)
     return t
   end
 
-  -- suppressions
+  return ctx
+end
+
+-- the file's `-- migfix:ignore` comments: findings for the invalid ones, and
+-- the records of the others by statement index (or "file") and rule
+local function read_suppressions(P, rules, file)
+  local stmts = P.statements
   local sups = suppressions(P.text or "", file)
   local rule_ids = {}
   for _, r in ipairs(rules) do rule_ids[r.id] = r end
@@ -857,17 +845,40 @@ function M.check(P, opts)
     end
   end
 
-  -- a team's rules: in their guest, which builds the same ctx there from
-  -- the same data, handed in read-only and lazily (guest/lint.lua)
-  local run_team = M.team_runner(rules, settings, {
-    statements = stmts, file = file, unit_mode = mode, server_version = server_version, settings = settings,
-    schema = schema_default, sizes = sizes, segments = segs, first_additive = file_facts.first_additive,
-    new_at = new_at,
-  })
+  return findings, suppressed, sup_records
+end
 
-  -- run the rules
+-- a finding of rule on s as lint reports it, or nil when a suppression takes it
+local function finding(rule, f, s, c)
+  local settings, file, suppressed = c.settings, c.file, c.suppressed
+  local base = f.severity or rule.default_severity
+  if settings.errors[rule.id] then base = "error" elseif settings.warnings[rule.id] then base = "warning" end
+  local sev = base
+  if (f.band == "warning" or f.band == "unknown") and sev == "error" then sev = "warning" end
+  if not M.SEVERITIES[sev] then
+    error(("lint rule %s: severity must be error, warning or info, not \"%s\""):format(rule.id, tostring(sev)), 0)
+  end
+  local t = f.table_info
+  local out = {
+    rule = rule.id, title = rule.title, severity = sev, file = file, line = f.line or s.line,
+    statement = s.index, table = f.table or (t and t.key) or nil, lock = f.lock or (t and t.lock) or nil,
+    why = tostring(f.why or rule.title), alternative = f.alternative and tostring(f.alternative) or nil,
+    rows = t and t.rows or nil, bytes = t and t.bytes or nil,
+  }
+  local sp = (suppressed[s.index] and suppressed[s.index][rule.id]) or (suppressed.file and suppressed.file[rule.id])
+  if not sp then return out end
+  sp.matched = true
+  sp.findings = (sp.findings or 0) + 1
+  sp.severity = sp.severity and (M.SEVERITIES[sp.severity] >= M.SEVERITIES[sev] and sp.severity or sev) or sev
+  return nil
+end
+
+-- every rule on every statement: shipped rules here (under a deadline),
+-- the team's in their guest; findings appended to c.findings
+local function run_rules(P, rules, ctx, run_team, c)
+  local settings, file, findings = c.settings, c.file, c.findings
   local seconds = M.DEADLINE_SECONDS or guest.deadline()
-  for i, s in ipairs(stmts) do
+  for i, s in ipairs(P.statements) do
     setmetatable(s, NODE_MT)
     local team_out -- the team rules' results on s, when the first of them is due
     for _, rule in ipairs(rules) do
@@ -887,37 +898,51 @@ function M.check(P, opts)
         end
         if res and (res.why or res.rule) then res = { res } end
         for _, f in ipairs(res or {}) do
-          local base = f.severity or rule.default_severity
-          if settings.errors[rule.id] then base = "error" elseif settings.warnings[rule.id] then base = "warning" end
-          local sev = base
-          if (f.band == "warning" or f.band == "unknown") and sev == "error" then sev = "warning" end
-          if not M.SEVERITIES[sev] then
-            error(("lint rule %s: severity must be error, warning or info, not \"%s\""):format(rule.id, tostring(sev)), 0)
-          end
-          local t = f.table_info
-          local out = {
-            rule = rule.id, title = rule.title, severity = sev, file = file, line = f.line or s.line,
-            statement = s.index, table = f.table or (t and t.key) or nil, lock = f.lock or (t and t.lock) or nil,
-            why = tostring(f.why or rule.title), alternative = f.alternative and tostring(f.alternative) or nil,
-            rows = t and t.rows or nil, bytes = t and t.bytes or nil,
-          }
-          local sp = (suppressed[s.index] and suppressed[s.index][rule.id]) or (suppressed.file and suppressed.file[rule.id])
-          if sp then
-            sp.matched = true
-            sp.findings = (sp.findings or 0) + 1
-            sp.severity = sp.severity and (M.SEVERITIES[sp.severity] >= M.SEVERITIES[sev] and sp.severity or sev) or sev
-          else
-            findings[#findings + 1] = out
-          end
+          local out = finding(rule, f, s, c)
+          if out then findings[#findings + 1] = out end
         end
       end
     end
     rawset(s, "node", nil)
     setmetatable(s, nil)
   end
+end
+
+--- Lint a prepared file (M.prepare) against the database facts in opts:
+--- bind the file's facts, build the rules' context, read the suppressions,
+--- run the rules, report the suppressions that matched nothing.
+function M.check(P, opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
+    end
+  end
+  local rules = opts.rules
+  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
+  local c = {
+    settings = opts.settings or M.settings(), mode = opts.unit_mode or "file", schema = opts.schema or "public",
+    sizes = opts.sizes, server_version = opts.server_version, file = P.file or "?",
+  }
+  c.tkey = tkey_of(c.schema)
+  bind(P, opts)
+  local stmts = P.statements
+  c.segs, c.file_facts, c.new_at = earlier_facts(stmts, locks.blocks_writes)
+  local ctx = rule_context(P, c)
+  local findings, suppressed, sup_records = read_suppressions(P, rules, c.file)
+  c.findings, c.suppressed = findings, suppressed
+  -- a team's rules: in their guest, which builds the same ctx there from
+  -- the same data, handed in read-only and lazily (guest/lint.lua)
+  local run_team = M.team_runner(rules, c.settings, {
+    statements = stmts, file = c.file, unit_mode = c.mode, server_version = c.server_version, settings = c.settings,
+    schema = c.schema, sizes = c.sizes, segments = c.segs, first_additive = c.file_facts.first_additive,
+    new_at = c.new_at,
+  })
+
+  run_rules(P, rules, ctx, run_team, c)
   for _, rec in ipairs(sup_records) do
     if not rec.matched then
-      findings[#findings + 1] = { rule = "suppression", title = "unused suppression", severity = "info", file = file,
+      findings[#findings + 1] = { rule = "suppression", title = "unused suppression", severity = "info", file = c.file,
         line = rec.line, statement = rec.statement,
         why = ("-- migfix:ignore %s matches no finding%s"):format(rec.rule, rec.scope == "file" and " in this file" or " on the next statement"),
         alternative = "remove it, or move it just above the statement it is meant for" }
