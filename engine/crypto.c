@@ -111,11 +111,7 @@ static int l_sha256_file(lua_State *L)
     EVP_MD_CTX_free(ctx);
     if (sslerr) return luaL_error(L, "could not compute SHA-256 with OpenSSL");
     if (err) {
-        mf_pushfail(L, "%s: %s", path, strerror(err));
-        lua_createtable(L, 0, 1);
-        lua_pushinteger(L, err);
-        lua_setfield(L, -2, "errno");
-        return 3;
+        return mf_pushfail(L, "os", err, "%s: %s", path, strerror(err));
     }
     char hex[MF_CHECKSUM_HEX_LEN + 1];
     tohex(md, sizeof md, hex);

@@ -269,10 +269,9 @@ static int push_result_error(lua_State *L, Conn *c, const PGresult *res)
     }
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "message");
-    if (PQstatus(c->pg) == CONNECTION_BAD) {
-        lua_pushliteral(L, "connect");
-        lua_setfield(L, -2, "kind");
-    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) lua_pushliteral(L, "connect");
+    else lua_pushliteral(L, "server");
+    lua_setfield(L, -2, "kind");
     return 3;
 }
 
@@ -898,9 +897,11 @@ static int tx_commit(lua_State *L)
         box_release(b);
         lua_pushnil(L);
         lua_pushliteral(L, "could not commit: the transaction was rolled back after an earlier error");
-        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, 3);
         lua_pushliteral(L, "25P02");
         lua_setfield(L, -2, "sqlstate");
+        lua_pushliteral(L, "server");
+        lua_setfield(L, -2, "kind");
         lua_pushvalue(L, -2);
         lua_setfield(L, -2, "message");
         return 3;
@@ -975,7 +976,7 @@ static int db_parse_url(lua_State *L)
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, URL_MT);
     char err[256];
-    if (mf_url_parse(s, u, err, sizeof err) != 0) return mf_pushfail(L, "%s", err);
+    if (mf_url_parse(s, u, err, sizeof err) != 0) return mf_pushfail(L, "url", 0, "%s", err);
     lua_createtable(L, 0, 12);
     const char *host = u->host ? u->host : mf_url_param(u, "host");
     if (host) { lua_pushstring(L, host); lua_setfield(L, -2, "host"); }

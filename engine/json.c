@@ -482,7 +482,7 @@ static int l_decode(lua_State *L)
         while (pos < len && is_ws(s[pos])) pos++;
         if (pos == len) {
             if (has_infinite(t->root))
-                return mf_pushfail(L, "invalid JSON: a number out of range (magnitude above 1.8e308)");
+                return mf_pushfail(L, "json", 0, "invalid JSON: a number out of range (magnitude above 1.8e308)");
             push_item(L, t->root);
             return 1;
         }
@@ -491,7 +491,7 @@ static int l_decode(lua_State *L)
         pos = (ep && ep >= s && ep <= s + len) ? (size_t)(ep - s) : 0;
         if (pos > len) pos = len;
     }
-    if (pos >= len) return mf_pushfail(L, "invalid JSON at byte %d: unexpected end of text", (int)len + 1);
+    if (pos >= len) return mf_pushfail(L, "json", 0, "invalid JSON at byte %d: unexpected end of text", (int)len + 1);
     char near[24];
     size_t n = len - pos < 16 ? len - pos : 16;
     size_t k = 0;
@@ -500,7 +500,7 @@ static int l_decode(lua_State *L)
         near[k++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
     }
     near[k] = '\0';
-    return mf_pushfail(L, "invalid JSON at byte %d: %s near '%s'", (int)pos + 1,
+    return mf_pushfail(L, "json", 0, "invalid JSON at byte %d: %s near '%s'", (int)pos + 1,
                        t->root ? "trailing characters" : "syntax error", near);
 }
 

@@ -4,14 +4,21 @@
 
 #include "migfix.h"
 
-int mf_pushfail(lua_State *L, const char *fmt, ...)
+int mf_pushfail(lua_State *L, const char *kind, int err, const char *fmt, ...)
 {
     va_list ap;
     lua_pushnil(L);
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
     va_end(ap);
-    return 2;
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    if (err > 0) {
+        lua_pushinteger(L, err);
+        lua_setfield(L, -2, "errno");
+    }
+    return 3;
 }
 
 void mf_checknargs(lua_State *L, int max, const char *call)

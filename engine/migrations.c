@@ -257,12 +257,9 @@ static Box *newbox(lua_State *L)
 /* nil, message, {missing = bool, errno = n} */
 static int pushfail_errno(lua_State *L, int err, const char *fmt, const char *path)
 {
-    mf_pushfail(L, fmt, path, strerror(err));
-    lua_createtable(L, 0, 2);
+    mf_pushfail(L, "os", err, fmt, path, strerror(err));
     lua_pushboolean(L, err == ENOENT || err == ENOTDIR);
     lua_setfield(L, -2, "missing");
-    lua_pushinteger(L, err);
-    lua_setfield(L, -2, "errno");
     return 3;
 }
 

@@ -403,7 +403,7 @@ static int spawn_impl(lua_State *L)
     /* Resolve the program first: a clear "not found" whatever the libc. */
     int nferr = 0;
     if (!find_program(L, av->v[0], &nferr))
-        return mf_pushfail(L, "could not start \"%s\": %s", av->v[0], strerror(nferr));
+        return mf_pushfail(L, "spawn", nferr, "could not start \"%s\": %s", av->v[0], strerror(nferr));
     const char *prog = lua_tostring(L, -1);
 
     /* The handle exists (empty) before any fd is opened. */
@@ -480,12 +480,12 @@ static int spawn_impl(lua_State *L)
     if (failwhat) {
         close_fds(fds, 6);
         if (failpath)
-            return mf_pushfail(L, "could not open \"%s\": %s", failpath, strerror(failerr));
-        return mf_pushfail(L, "could not create a pipe: %s", strerror(failerr));
+            return mf_pushfail(L, "os", failerr, "could not open \"%s\": %s", failpath, strerror(failerr));
+        return mf_pushfail(L, "os", failerr, "could not create a pipe: %s", strerror(failerr));
     }
     if (rc != 0) {
         close_fds(fds, 6);
-        return mf_pushfail(L, "could not start \"%s\": %s", av->v[0], strerror(rc));
+        return mf_pushfail(L, "spawn", rc, "could not start \"%s\": %s", av->v[0], strerror(rc));
     }
     p->pid = pid;
     p->reaped = 0;
@@ -541,7 +541,7 @@ static int l_run(lua_State *L)
     lua_settop(L, 2);
     lua_remove(L, 1);
     int n = spawn_impl(L);
-    if (n == 2) return 2;
+    if (n == 3) return 3; /* nil, message, info */
     Proc *p = checkproc(L, -1);
     if (drain(p, -1) != 0) return luaL_error(L, "out of memory");
     reap(p, 1);
@@ -641,9 +641,9 @@ static int h_kill(lua_State *L)
     Proc *p = checkproc(L, 1);
     int sig = (int)luaL_optinteger(L, 2, SIGTERM);
     if (p->pid <= 0) return luaL_error(L, "attempt to use a closed process handle");
-    if (p->reaped) return mf_pushfail(L, "could not signal process %d: it has already exited", (int)p->pid);
+    if (p->reaped) return mf_pushfail(L, "os", ESRCH, "could not signal process %d: it has already exited", (int)p->pid);
     if (kill(p->pid, sig) != 0)
-        return mf_pushfail(L, "could not signal process %d: %s", (int)p->pid, strerror(errno));
+        return mf_pushfail(L, "os", errno, "could not signal process %d: %s", (int)p->pid, strerror(errno));
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -105,12 +105,14 @@ static void line_col(const char *s, size_t off, lua_Integer *line, lua_Integer *
     *col = c;
 }
 
-/* nil, message, {message, cursorpos, line, column} */
+/* nil, message, {kind = "parse", message, cursorpos, line, column} */
 static int push_error(lua_State *L, const char *text, size_t len, const PgQueryError *e)
 {
     lua_pushnil(L);
     lua_pushstring(L, e->message);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, "parse");
+    lua_setfield(L, -2, "kind");
     lua_pushstring(L, e->message);
     lua_setfield(L, -2, "message");
     lua_pushinteger(L, e->cursorpos);

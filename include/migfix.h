@@ -30,9 +30,15 @@ int luaopen_migfix_sql(lua_State *L);
 
 /* Shared helpers (engine/lhelpers.c). */
 
-/* Push nil, message and return 2 (the "expected failure" channel);
- * an info table may be pushed by the caller as a third value. */
-int mf_pushfail(lua_State *L, const char *fmt, ...);
+/* The one failure shape of every primitive (an expected failure; misuse
+ * raises in lauxlib's "bad argument #n to 'f'" form): nil, message and an
+ * info table with `kind`, what failed — "os" and "spawn" (with `errno`),
+ * "url", "connect", "auth", "server" (db, with sqlstate, detail, hint...),
+ * "parse" (sql, with line, column), "json", and the sandbox's "error",
+ * "deadline", "memory", "data" — plus the primitive's own fields
+ * (migrations: missing). mf_pushfail pushes the three, `errno` when
+ * err > 0, and returns 3; a caller may add fields to the table on top. */
+int mf_pushfail(lua_State *L, const char *kind, int err, const char *fmt, ...);
 /* Raise "too many arguments (expected CALL)" past max arguments. */
 void mf_checknargs(lua_State *L, int max, const char *call);
 /* Raise if the table at idx has a key not in the NULL-terminated list. */

@@ -312,7 +312,7 @@ function Ctx:state(conn, opts)
     end
     if m.has_sql and not m.text then
       local text, err, info = mig.read(m.sql_path)
-      if not text and info and info.kind then
+      if not text and info and info.text then -- the text is there, but not valid (kind "nul" | "utf8")
         m.invalid = { kind = info.kind, line = info.line, byte = info.byte, offset = info.offset, value = info.value, message = err }
         m.text = info.text
         m.prisma_text = mig.prisma_text(info.text)

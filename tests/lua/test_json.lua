@@ -72,8 +72,10 @@ T["decode: errors"] = function()
   H.eq(v, nil); H.contains(msg, "invalid JSON at byte 9")
   v, msg = J.decode("[1,]")
   H.eq(v, nil); H.contains(msg, "invalid JSON at byte 4")
-  v, msg = J.decode("")
+  local info
+  v, msg, info = J.decode("")
   H.eq(v, nil); H.contains(msg, "invalid JSON at byte 1")
+  H.same(info, { kind = "json" }, "the one failure shape: nil, message, {kind}")
   H.raises(function() J.decode() end, "bad argument #1 to 'decode'")
 end
 

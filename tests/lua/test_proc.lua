@@ -51,13 +51,15 @@ T["clear_env replaces the environment"] = function()
   H.eq(r.stdout, "ONLY=1\n")
 end
 
-T["missing program gives nil, message"] = function()
-  local h, err = proc.spawn { argv = { "migfix-no-such-program" } }
+T["missing program gives nil, message, {kind, errno}"] = function()
+  local h, err, info = proc.spawn { argv = { "migfix-no-such-program" } }
   H.eq(h, nil)
   H.eq(err, 'could not start "migfix-no-such-program": No such file or directory')
-  local r, err2 = proc.run { argv = { "/nonexistent/bin/x" } }
+  H.same(info, { kind = "spawn", errno = 2 })
+  local r, err2, info2 = proc.run { argv = { "/nonexistent/bin/x" } }
   H.eq(r, nil)
   H.contains(err2, 'could not start "/nonexistent/bin/x"')
+  H.eq(info2.kind, "spawn")
 end
 
 T["unopenable redirection gives nil, message"] = function()

@@ -64,11 +64,11 @@ T["parse folds unquoted identifiers only"] = function()
   H.eq(a.cmds[1].AlterTableCmd.def.ColumnDef.colname, "Name")
 end
 
-T["parse error: nil, message, {message, cursorpos, line, column}"] = function()
+T["parse error: nil, message, {kind = \"parse\", message, cursorpos, line, column}"] = function()
   local t, msg, err = sql.parse("SELECT 1;\n\nCREATE TABL x (a int);")
   H.eq(t, nil)
   H.eq(msg, 'syntax error at or near "TABL"')
-  H.same(err, { message = msg, cursorpos = 19, line = 3, column = 8 })
+  H.same(err, { kind = "parse", message = msg, cursorpos = 19, line = 3, column = 8 })
 end
 
 T["parse error columns count characters, not bytes"] = function()
