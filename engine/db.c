@@ -88,13 +88,7 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
-static Box *newbox(lua_State *L)
-{
-    Box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    luaL_setmetatable(L, BOX_MT);
-    return b;
-}
+static Box *newbox(lua_State *L) { return mf_newbox(L, sizeof(Box), BOX_MT); }
 
 static Conn *checkconn(lua_State *L, int idx)
 {
@@ -537,9 +531,7 @@ static int db_connect(lua_State *L)
         lua_pop(L, 1);
     }
 
-    Conn *c = lua_newuserdatauv(L, sizeof *c, 0);
-    memset(c, 0, sizeof *c);
-    luaL_setmetatable(L, CONN_MT);
+    Conn *c = mf_newbox(L, sizeof *c, CONN_MT);
     int ci = lua_gettop(L);
 
     char err[256];

@@ -471,9 +471,7 @@ static int l_decode(lua_State *L)
     mf_checknargs(L, 1, "json.decode(text)");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    Tree *t = lua_newuserdatauv(L, sizeof *t, 0);
-    t->root = NULL;
-    luaL_setmetatable(L, TREE_MT);
+    Tree *t = mf_newbox(L, sizeof *t, TREE_MT);
     const char *end = NULL;
     t->root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     size_t pos;

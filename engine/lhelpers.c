@@ -102,6 +102,14 @@ int mf_isnull(lua_State *L, int idx)
     return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == (void *)&mf_null_anchor;
 }
 
+void *mf_newbox(lua_State *L, size_t size, const char *mt)
+{
+    void *p = lua_newuserdatauv(L, size, 0);
+    memset(p, 0, size);
+    luaL_setmetatable(L, mt);
+    return p;
+}
+
 void mf_createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
 {
     if (luaL_newmetatable(L, name)) {

@@ -247,10 +247,8 @@ static int box_gc(lua_State *L)
 
 static Box *newbox(lua_State *L)
 {
-    Box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->dir = NULL;
+    Box *b = mf_newbox(L, sizeof *b, BOX_NAME);
     b->fd = -1;
-    luaL_setmetatable(L, BOX_NAME);
     return b;
 }
 

@@ -1246,10 +1246,8 @@ static int l_new(lua_State *L)
     const char *name = mf_optfield_string(L, 1, "name", "sandboxed code");
     struct setup o = {mf_optfield_boolean(L, 1, "posix", 0), mf_optfield_string(L, 1, "path", NULL),
                       mf_optfield_string(L, 1, "cpath", NULL), NULL};
-    Sandbox *s = lua_newuserdatauv(L, sizeof *s, 0);
-    memset(s, 0, sizeof *s);
+    Sandbox *s = mf_newbox(L, sizeof *s, SANDBOX_MT);
     s->ref_deadline = s->ref_memory = s->refs = s->gseen = s->lazyinfo = s->lazy_mt = LUA_NOREF;
-    luaL_setmetatable(L, SANDBOX_MT);
     lua_newtable(L);
     s->refs = luaL_ref(L, LUA_REGISTRYINDEX);
     s->limit = (size_t)-1;
@@ -1300,13 +1298,7 @@ static const luaL_Reg lib[] = {
 
 int luaopen_migfix_sandbox(lua_State *L)
 {
-    if (luaL_newmetatable(L, SANDBOX_MT)) {
-        luaL_setfuncs(L, metameth, 0);
-        luaL_newlibtable(L, meth);
-        luaL_setfuncs(L, meth, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mf_createmeta(L, SANDBOX_MT, metameth, meth);
     luaL_newlib(L, lib);
     return 1;
 }

@@ -71,10 +71,7 @@ static int result_gc(lua_State *L)
 /* An empty result box on the stack, created before anything is allocated. */
 static Result *result_new(lua_State *L)
 {
-    Result *r = lua_newuserdatauv(L, sizeof *r, 0);
-    memset(r, 0, sizeof *r);
-    luaL_setmetatable(L, RESULT_MT);
-    return r;
+    return mf_newbox(L, sizeof(Result), RESULT_MT);
 }
 
 /* ---- positions ------------------------------------------------------- */

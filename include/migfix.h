@@ -53,6 +53,9 @@ int mf_optfield_boolean(lua_State *L, int idx, const char *k, int def);
  * as __gc and __close) and, when METHODS is given, a table of them as
  * __index. Leaves the stack as it was. */
 void mf_createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+/* A zeroed userdata of size bytes with metatable mt (made by mf_createmeta):
+ * the box that owns a C resource, released by the metatable's __gc/__close. */
+void *mf_newbox(lua_State *L, size_t size, const char *mt);
 
 /* The shared NULL sentinel (db.NULL == json.null). */
 void mf_pushnull(lua_State *L);
