@@ -17,6 +17,7 @@ local policy = require "migfix.policy"
 local ui = require "migfix.ui"
 local sql = require "migfix.sql"
 local execution = require "migfix.execution"
+local lintctx = require "migfix.lintctx"
 
 local M = {}
 
@@ -126,6 +127,7 @@ end
 local function new_guest()
   local g = guest.new("lint rule", { "lint" }, { deadline = M.DEADLINE_SECONDS })
   g:define("locks", "migfix.locks")
+  g:define("lintctx", "migfix.lintctx")
   return g
 end
 
@@ -328,19 +330,6 @@ local function tx_kind(node)
   if k == "TRANS_STMT_BEGIN" or k == "TRANS_STMT_START" then return "begin" end
   if k == "TRANS_STMT_COMMIT" or k == "TRANS_STMT_ROLLBACK" or k == "TRANS_STMT_PREPARE" then return "end" end
   return nil
-end
-
-local function human_bytes(b)
-  local units = { "B", "kB", "MB", "GB", "TB" }
-  local i = 1
-  while b >= 1024 and i < #units do b = b / 1024; i = i + 1 end
-  return (i == 1 and "%d %s" or "%.1f %s"):format(b, units[i])
-end
-
-local function human_rows(r)
-  if r >= 1e6 then return ("%.1fM rows"):format(r / 1e6) end
-  if r >= 1e4 then return ("%.0fk rows"):format(r / 1e3) end
-  return ("%d rows"):format(math.floor(r))
 end
 
 local function quoted(t) return ('"%s"'):format(t.table) end
@@ -732,28 +721,7 @@ local function rule_context(P, c)
     locks = { LEVELS = locks.LEVELS, FACTS = locks.FACTS, rank = locks.rank, max = locks.max,
               blocks_reads = locks.blocks_reads, blocks_writes = locks.blocks_writes },
   }
-  --- "error" | "warning" | "unknown" (size not known) | nil (small, new or absent)
-  function ctx.band(t, rows_threshold)
-    if t == nil or t.new or t.exists == false then return nil end
-    if sizes == nil then return "unknown" end
-    local rows = t.rows
-    local bytes = t.bytes
-    if rows == nil and bytes == nil then return "unknown" end
-    local lr, wr = settings.large_rows, settings.warn_rows
-    if rows_threshold then lr, wr = settings.large_rows, rows_threshold end
-    if (rows and rows >= lr) or (not rows_threshold and bytes and bytes >= settings.large_bytes) then return "error" end
-    if (rows and rows >= wr) or (not rows_threshold and bytes and bytes >= settings.warn_bytes) then return "warning" end
-    return nil
-  end
-  function ctx.size_text(t)
-    if t.new then return "created earlier in this file" end
-    if sizes == nil then return "size unknown: no database" end
-    if t.exists == false then return "not in the database yet" end
-    local parts = {}
-    if t.rows then parts[#parts + 1] = human_rows(t.rows) end
-    if t.bytes then parts[#parts + 1] = human_bytes(t.bytes) end
-    return #parts > 0 and table.concat(parts, ", ") or "size unknown"
-  end
+  lintctx.add_sizes(ctx, settings, sizes, schema_default, tkey)
   function ctx.name(t) return quoted(t) end
   -- every statement of s's transaction / those before s in it (a fresh
   -- list: O(statements) per call; the shipped rules read the facts below)
@@ -785,20 +753,6 @@ local function rule_context(P, c)
   --- the first statement of the file with an additive change (CREATE TABLE,
   --- ADD COLUMN/CONSTRAINT, CREATE INDEX), or nil
   ctx.first_additive = file_facts.first_additive
-  function ctx.human_rows(r) return human_rows(r) end
-  --- a table's size record as rules see it (for tables a statement reads without locking them for writes)
-  function ctx.lookup(schema, name)
-    local key = tkey(schema, name)
-    local t = { key = key, schema = schema or schema_default, table = name, keys = {}, new = false }
-    if sizes then
-      local z = sizes[key]
-      t.exists = z ~= nil
-      if z then t.rows, t.bytes = z.rows, z.bytes end
-    else
-      t.exists = true
-    end
-    return t
-  end
 
   return ctx
 end

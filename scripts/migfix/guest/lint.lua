@@ -30,18 +30,6 @@ function lint_load(text, chunkname)
   return d
 end
 
-local function human_bytes(b)
-  local units = { "B", "kB", "MB", "GB", "TB" }
-  local i = 1
-  while b >= 1024 and i < #units do b = b / 1024; i = i + 1 end
-  return (i == 1 and "%d %s" or "%.1f %s"):format(b, units[i])
-end
-
-local function human_rows(r)
-  if r >= 1e6 then return ("%.1fM rows"):format(r / 1e6) end
-  if r >= 1e4 then return ("%.0fk rows"):format(r / 1e3) end
-  return ("%d rows"):format(math.floor(r))
-end
 
 --- The unit (each table a read-only proxy, filled when first read):
 --- { statements, file, unit_mode, server_version, settings, schema, sizes (nil
@@ -64,28 +52,7 @@ function lint_unit(d)
     settings = settings, statements = stmts, schema = schema_default, locks = frozen_locks,
     first_additive = d.first_additive,
   }
-  --- "error" | "warning" | "unknown" (size not known) | nil (small, new or absent)
-  function c.band(t, rows_threshold)
-    if t == nil or t.new or t.exists == false then return nil end
-    if sizes == nil then return "unknown" end
-    local rows = t.rows
-    local bytes = t.bytes
-    if rows == nil and bytes == nil then return "unknown" end
-    local lr, wr = settings.large_rows, settings.warn_rows
-    if rows_threshold then lr, wr = settings.large_rows, rows_threshold end
-    if (rows and rows >= lr) or (not rows_threshold and bytes and bytes >= settings.large_bytes) then return "error" end
-    if (rows and rows >= wr) or (not rows_threshold and bytes and bytes >= settings.warn_bytes) then return "warning" end
-    return nil
-  end
-  function c.size_text(t)
-    if t.new then return "created earlier in this file" end
-    if sizes == nil then return "size unknown: no database" end
-    if t.exists == false then return "not in the database yet" end
-    local parts = {}
-    if t.rows then parts[#parts + 1] = human_rows(t.rows) end
-    if t.bytes then parts[#parts + 1] = human_bytes(t.bytes) end
-    return #parts > 0 and table.concat(parts, ", ") or "size unknown"
-  end
+  lintctx.add_sizes(c, settings, sizes, schema_default, tkey) -- scripts/migfix/lintctx.lua
   function c.name(t) return ('"%s"'):format(t.table) end
   -- index and segment of each statement come as two flat lists (reading
   -- x.segment of every statement would copy every statement in)
@@ -106,20 +73,6 @@ function lint_unit(d)
   function c.created_before(s, schema, name)
     local at = new_at[tkey(schema, name)]
     return at ~= nil and at < s.index
-  end
-  function c.human_rows(r) return human_rows(r) end
-  --- a table's size record as rules see it (for tables a statement reads without locking them for writes)
-  function c.lookup(schema, name)
-    local key = tkey(schema, name)
-    local t = { key = key, schema = schema or schema_default, table = name, keys = {}, new = false }
-    if sizes then
-      local z = sizes[key]
-      t.exists = z ~= nil
-      if z then t.rows, t.bytes = z.rows, z.bytes end
-    else
-      t.exists = true
-    end
-    return t
   end
   ctx = freeze(c)
 end
