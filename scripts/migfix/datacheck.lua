@@ -318,6 +318,16 @@ local function failure_reason(R, e)
   return "the check failed: " .. tostring(e)
 end
 
+-- the session the checks read in: conn, or (conn inside a transaction) the
+-- second read-only connection o.connect gives; nil and why without one
+local function reader(conn, o, schema)
+  if conn:info().in_transaction then
+    if not o.connect then return nil, "the connection is inside a transaction and no other was given" end
+    conn = o.connect()
+  end
+  return { conn = conn, schema = schema, timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS }
+end
+
 --- primary-key columns of a table (row identity for samples), or nil
 local function pk_columns(conn, rel)
   local rows = query(conn, [[
@@ -686,15 +696,12 @@ function M.check(conn, d, o)
       or "no statement of the file is of the kind that raises this error on existing rows"
     return data
   end
-  if conn:info().in_transaction then
-    if not o.connect then
-      data.status, data.reason = "unknown", "the connection is inside a transaction and no other was given"
-      return data
-    end
-    conn = o.connect()
+  local R, no_reader = reader(conn, o, o.schema or "public")
+  if not R then
+    data.status, data.reason = "unknown", no_reader
+    return data
   end
-  local R = { conn = conn, schema = o.schema or "public", timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS,
-              samples = o.samples or M.SAMPLES, flags = {} }
+  R.samples, R.flags = o.samples or M.SAMPLES, {}
   data.timeout_ms = R.timeout_ms
   for _, e in ipairs(cands) do
     if not R.flags[e.stmt] then R.flags[e.stmt] = tree_flags(d.unit.statements[e.stmt].text) end
@@ -1165,14 +1172,11 @@ function M.fixpoints(conn, unit, snap, o)
     end
   end
   if #plans == 0 then return out end
-  if conn:info().in_transaction then
-    if not o.connect then
-      for _, p in ipairs(plans) do p.r.reason = "the connection is inside a transaction and no other was given" end
-      return out
-    end
-    conn = o.connect()
+  local R, no_reader = reader(conn, o, schema)
+  if not R then
+    for _, p in ipairs(plans) do p.r.reason = no_reader end
+    return out
   end
-  local R = { conn = conn, schema = schema, timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS }
   for _, p in ipairs(plans) do
     local names = {}
     for f in pairs(p.need) do names[#names + 1] = f end
@@ -1346,14 +1350,11 @@ function M.viewplans(conn, unit, snap, o)
     end
   end
   if #plans == 0 then return out end
-  if conn:info().in_transaction then
-    if not o.connect then
-      for _, p in ipairs(plans) do p.r.reason = "the connection is inside a transaction and no other was given" end
-      return out
-    end
-    conn = o.connect()
+  local R, no_reader = reader(conn, o, schema)
+  if not R then
+    for _, p in ipairs(plans) do p.r.reason = no_reader end
+    return out
   end
-  local R = { conn = conn, schema = schema, timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS }
   local function plan(c, q)
     local rows = query(c, "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM (" .. q .. ") AS _migfix_view")
     local lines = {}
@@ -1394,40 +1395,29 @@ function M.viewplans(conn, unit, snap, o)
   return out
 end
 
+-- the project's settings for the checks: the ledger schema, the bound
+-- (timeouts.data_check, else timeouts.statement_timeout, else 30 s) and a
+-- second, read-only connection for when conn is inside a transaction
+local function project_opts(ctx)
+  local millis = require("migfix.config").millis
+  local t = ctx:project().timeouts or {}
+  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
+  return { schema = ctx:schema(), timeout_ms = ms, connect = function() return ctx:connect { readonly = true } end }
+end
+
 --- The data evidence of a diagnosis with the project's settings: the ledger
 --- schema, the bound (timeouts.data_check, else timeouts.statement_timeout,
 --- else 30 s) and, when conn is inside a transaction, a read-only connection.
 ---@param ctx table the command context
 ---@return table data
-function M.evidence(ctx, conn, d)
-  local p = ctx:project()
-  local millis = require("migfix.config").millis
-  local t = p.timeouts or {}
-  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
-  return M.check(conn, d, { schema = ctx:schema(), timeout_ms = ms,
-                            connect = function() return ctx:connect { readonly = true } end })
-end
+function M.evidence(ctx, conn, d) return M.check(conn, d, project_opts(ctx)) end
 
 --- The fixed-point checks of a file's data statements with the project's
 --- settings (the same schema, bound and second connection as `evidence`).
-function M.fixpoint_evidence(ctx, conn, unit, snap)
-  local p = ctx:project()
-  local millis = require("migfix.config").millis
-  local t = p.timeouts or {}
-  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
-  return M.fixpoints(conn, unit, snap, { schema = ctx:schema(), timeout_ms = ms,
-                                         connect = function() return ctx:connect { readonly = true } end })
-end
+function M.fixpoint_evidence(ctx, conn, unit, snap) return M.fixpoints(conn, unit, snap, project_opts(ctx)) end
 
 --- The view-query comparisons of a file with the project's settings (the
 --- same schema, bound and second connection as `evidence`).
-function M.viewplan_evidence(ctx, conn, unit, snap)
-  local p = ctx:project()
-  local millis = require("migfix.config").millis
-  local t = p.timeouts or {}
-  local ms = millis(t.data_check) or millis(t.statement_timeout) or M.DEFAULT_TIMEOUT_MS
-  return M.viewplans(conn, unit, snap, { schema = ctx:schema(), timeout_ms = ms,
-                                         connect = function() return ctx:connect { readonly = true } end })
-end
+function M.viewplan_evidence(ctx, conn, unit, snap) return M.viewplans(conn, unit, snap, project_opts(ctx)) end
 
 return M
