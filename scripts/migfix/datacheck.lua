@@ -328,6 +328,15 @@ local function reader(conn, o, schema)
   return { conn = conn, schema = schema, timeout_ms = o.timeout_ms or M.DEFAULT_TIMEOUT_MS }
 end
 
+-- the reader for a list of checks {r = result, ...}: nil when there is none
+-- to run, or (each r.reason said) no session to read in
+local function plans_reader(conn, o, schema, plans)
+  if #plans == 0 then return nil end
+  local R, why = reader(conn, o, schema)
+  if not R then for _, p in ipairs(plans) do p.r.reason = why end end
+  return R
+end
+
 --- primary-key columns of a table (row identity for samples), or nil
 local function pk_columns(conn, rel)
   local rows = query(conn, [[
@@ -1171,12 +1180,8 @@ function M.fixpoints(conn, unit, snap, o)
       end
     end
   end
-  if #plans == 0 then return out end
-  local R, no_reader = reader(conn, o, schema)
-  if not R then
-    for _, p in ipairs(plans) do p.r.reason = no_reader end
-    return out
-  end
+  local R = plans_reader(conn, o, schema, plans)
+  if not R then return out end
   for _, p in ipairs(plans) do
     local names = {}
     for f in pairs(p.need) do names[#names + 1] = f end
@@ -1349,12 +1354,8 @@ function M.viewplans(conn, unit, snap, o)
       end
     end
   end
-  if #plans == 0 then return out end
-  local R, no_reader = reader(conn, o, schema)
-  if not R then
-    for _, p in ipairs(plans) do p.r.reason = no_reader end
-    return out
-  end
+  local R = plans_reader(conn, o, schema, plans)
+  if not R then return out end
   local function plan(c, q)
     local rows = query(c, "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM (" .. q .. ") AS _migfix_view")
     local lines = {}
