@@ -796,38 +796,33 @@ static int conn_quote_literal(lua_State *L) { return quote(L, 0); }
 
 /* ---- advisory lock ------------------------------------------------------ */
 
-/* One try, never a wait: the bounded wait, its backoff and the message
- * naming the holder are migfix.ledger's (Lua). */
-static int conn_try_advisory_lock(lua_State *L)
+/* SELECT fn($1::bigint) of key -> boolean | nil, message, info */
+static int advisory_call(lua_State *L, const char *sql, const char *call)
 {
     Conn *c = checkconn(L, 1);
     lua_Integer key = luaL_checkinteger(L, 2);
-    mf_checknargs(L, 2, "conn:try_advisory_lock(key)");
+    mf_checknargs(L, 2, call);
     char keybuf[32];
     snprintf(keybuf, sizeof keybuf, "%lld", (long long)key);
     const char *vals[1] = {keybuf};
     Box *b = newbox(L);
-    b->res = PQexecParams(c->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, vals, NULL, NULL, 0);
+    b->res = PQexecParams(c->pg, sql, 1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) return push_result_error(L, c, b->res);
     lua_pushboolean(L, PQgetvalue(b->res, 0, 0)[0] == 't');
     box_release(b);
     return 1;
 }
 
+/* One try, never a wait: the bounded wait, its backoff and the message
+ * naming the holder are migfix.ledger's (Lua). */
+static int conn_try_advisory_lock(lua_State *L)
+{
+    return advisory_call(L, "SELECT pg_try_advisory_lock($1::bigint)", "conn:try_advisory_lock(key)");
+}
+
 static int conn_advisory_unlock(lua_State *L)
 {
-    Conn *c = checkconn(L, 1);
-    lua_Integer key = luaL_checkinteger(L, 2);
-    mf_checknargs(L, 2, "conn:advisory_unlock(key)");
-    char keybuf[32];
-    snprintf(keybuf, sizeof keybuf, "%lld", (long long)key);
-    const char *vals[1] = {keybuf};
-    Box *b = newbox(L);
-    b->res = PQexecParams(c->pg, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(b->res) != PGRES_TUPLES_OK) return push_result_error(L, c, b->res);
-    lua_pushboolean(L, PQgetvalue(b->res, 0, 0)[0] == 't');
-    box_release(b);
-    return 1;
+    return advisory_call(L, "SELECT pg_advisory_unlock($1::bigint)", "conn:advisory_unlock(key)");
 }
 
 /* ---- transactions ------------------------------------------------------ */

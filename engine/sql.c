@@ -341,6 +341,26 @@ static int l_fingerprint(lua_State *L)
     return n;
 }
 
+/* The result of a parse: nil, message, err for a parse error, else the JSON
+ * tree as Lua tables (r released either way). */
+static int push_tree(lua_State *L, Result *r, const char *text, size_t len, PgQueryError *err,
+                     const char *json, const char *what)
+{
+    if (err) {
+        int n = push_error(L, text, len, err);
+        result_free(r);
+        return n;
+    }
+    r->json = cJSON_Parse(json);
+    if (!r->json) {
+        result_free(r);
+        return luaL_error(L, "cannot decode the %s (nested too deeply?)", what);
+    }
+    push_json(L, r->json);
+    result_free(r);
+    return 1;
+}
+
 /* sql.parse(text) -> tree | nil, message, err */
 static int l_parse(lua_State *L)
 {
@@ -350,19 +370,7 @@ static int l_parse(lua_State *L)
     Result *r = result_new(L);
     r->u.parse = pg_query_parse(text);
     r->kind = R_PARSE;
-    if (r->u.parse.error) {
-        int n = push_error(L, text, len, r->u.parse.error);
-        result_free(r);
-        return n;
-    }
-    r->json = cJSON_Parse(r->u.parse.parse_tree);
-    if (!r->json) {
-        result_free(r);
-        return luaL_error(L, "cannot decode the parse tree (nested too deeply?)");
-    }
-    push_json(L, r->json);
-    result_free(r);
-    return 1;
+    return push_tree(L, r, text, len, r->u.parse.error, r->u.parse.parse_tree, "parse tree");
 }
 
 /* sql.parse_plpgsql(text) -> list of PL/pgSQL function trees | nil, message, err
@@ -376,19 +384,8 @@ static int l_parse_plpgsql(lua_State *L)
     Result *r = result_new(L);
     r->u.plpgsql = pg_query_parse_plpgsql(text);
     r->kind = R_PLPGSQL;
-    if (r->u.plpgsql.error) {
-        int n = push_error(L, text, len, r->u.plpgsql.error);
-        result_free(r);
-        return n;
-    }
-    r->json = cJSON_Parse(r->u.plpgsql.plpgsql_funcs ? r->u.plpgsql.plpgsql_funcs : "[]");
-    if (!r->json) {
-        result_free(r);
-        return luaL_error(L, "cannot decode the PL/pgSQL tree (nested too deeply?)");
-    }
-    push_json(L, r->json);
-    result_free(r);
-    return 1;
+    return push_tree(L, r, text, len, r->u.plpgsql.error,
+                     r->u.plpgsql.plpgsql_funcs ? r->u.plpgsql.plpgsql_funcs : "[]", "PL/pgSQL tree");
 }
 
 /* sql.split(text) -> list of {text, offset, length, line, end_line} */
