@@ -908,6 +908,32 @@ local DROPKIND = {
   OBJECT_ROUTINE = "function", OBJECT_TRIGGER = "trigger",
 }
 
+-- The identity of the object node of a DROP or COMMENT ON of kind (schema,
+-- name, table for what hangs off a table, args of a function) set on e;
+-- for a type, returns its kind as the file shows it (enum or type).
+local function object_identity(ctx, kind, obj, e)
+  if kind == "schema" or kind == "extension" then
+    e.name = sval(obj)
+  elseif kind == "type" then
+    e.schema, e.name = typename_parts(ctx, obj.TypeName)
+    return type_kind(ctx, e.schema, e.name)
+  elseif kind == "function" then
+    local owa = obj.ObjectWithArgs
+    e.schema, e.name = qualified(strings(owa.objname))
+    e.schema = e.schema or ctx.schema_default
+    e.args = object_args(owa)
+  else
+    local parts = strings(obj.List and obj.List.items or {})
+    if kind == "column" or kind == "constraint" or kind == "trigger" then
+      e.name = table.remove(parts)
+      e.schema, e.table = qualified(parts)
+    else
+      e.schema, e.name = qualified(parts)
+    end
+    e.schema = e.schema or ctx.schema_default
+  end
+end
+
 H.DropStmt = function(ctx, n)
   local kind = DROPKIND[n.removeType]
   if not kind then return unverifiable(ctx, "other", { node = "DropStmt" }) end
@@ -915,28 +941,10 @@ H.DropStmt = function(ctx, n)
   for _, obj in ipairs(n.objects or {}) do
     local e = { action = "drop", kind = kind, if_exists = n.missing_ok == true,
                 cascade = n.behavior == "DROP_CASCADE" }
-    if kind == "schema" or kind == "extension" then
-      e.name = sval(obj)
-    elseif kind == "type" then
-      e.schema, e.name = typename_parts(ctx, obj.TypeName)
-      e.kind = type_kind(ctx, e.schema, e.name)
-    elseif kind == "function" then
-      local owa = obj.ObjectWithArgs
-      e.schema, e.name = qualified(strings(owa.objname))
-      e.schema = e.schema or ctx.schema_default
-      e.procedure = n.removeType == "OBJECT_PROCEDURE"
-      e.args = object_args(owa)
-    else
-      local parts = strings(obj.List and obj.List.items or {})
-      if kind == "trigger" then
-        e.name = table.remove(parts)
-        e.schema, e.table = qualified(parts)
-      else
-        e.schema, e.name = qualified(parts)
-      end
-      e.schema = e.schema or ctx.schema_default
-      if kind == "index" then e.concurrently = n.concurrent == true end
-    end
+    local resolved = object_identity(ctx, kind, obj, e)
+    if kind == "type" then e.kind = resolved end
+    if kind == "function" then e.procedure = n.removeType == "OBJECT_PROCEDURE" end
+    if kind == "index" then e.concurrently = n.concurrent == true end
     emit(ctx, e)
     if e.temp and kind == "table" then ctx.temps[e.name] = nil end
     if e.temp and kind == "index" then ctx.temp_indexes[e.name] = nil end
@@ -1169,27 +1177,8 @@ H.CommentStmt = function(ctx, n)
   local on = COMMENTKIND[n.objtype]
   if not on then return unverifiable(ctx, "other", { node = "CommentStmt" }) end
   local e = { action = n.comment and "create" or "drop", kind = "comment", on = on, text = n.comment }
-  local obj = n.object
-  if on == "schema" or on == "extension" then
-    e.name = sval(obj)
-  elseif on == "type" then
-    e.schema, e.name = typename_parts(ctx, obj.TypeName)
-    e.on = type_kind(ctx, e.schema, e.name)
-  elseif on == "function" then
-    local owa = obj.ObjectWithArgs
-    e.schema, e.name = qualified(strings(owa.objname))
-    e.schema = e.schema or ctx.schema_default
-    e.args = object_args(owa)
-  else
-    local parts = strings(obj.List and obj.List.items or {})
-    if on == "column" or on == "constraint" or on == "trigger" then
-      e.name = table.remove(parts)
-      e.schema, e.table = qualified(parts)
-    else
-      e.schema, e.name = qualified(parts)
-    end
-    e.schema = e.schema or ctx.schema_default
-  end
+  local resolved = object_identity(ctx, on, n.object, e)
+  if on == "type" then e.on = resolved end
   emit(ctx, e)
 end
 

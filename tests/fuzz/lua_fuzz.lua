@@ -243,7 +243,7 @@ function F.run(opts)
         if not seen[key] then
           seen[key] = true
           r.unique = r.unique + 1
-          local id = require("migfix.crypto").sha256(input):sub(1, 16)
+          local id = require("migfix.migrations").checksum(input):sub(1, 16)
           result.found[#result.found + 1] = { target = name, error = err, input = input, id = id }
           if opts.crashes then
             os.execute("mkdir -p '" .. opts.crashes .. "'")
