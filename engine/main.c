@@ -20,7 +20,24 @@
 #define MIGFIX_DATADIR "/usr/local/share/migfix"
 #endif
 
+/* migfix.exit: the exit codes of include/migfix.h, the one table Lua uses
+ * (ui.EXIT), --help and the README describe */
+static int luaopen_migfix_exit(lua_State *L)
+{
+    static const struct { const char *name; int code; } codes[] = {
+        {"OK", MIGFIX_EXIT_OK}, {"ATTENTION", MIGFIX_EXIT_ATTENTION}, {"USAGE", MIGFIX_EXIT_USAGE},
+        {"CONNECT", MIGFIX_EXIT_CONNECT}, {"FAILURE", MIGFIX_EXIT_FAILURE},
+    };
+    lua_createtable(L, 0, (int)(sizeof codes / sizeof codes[0]));
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        lua_pushinteger(L, codes[i].code);
+        lua_setfield(L, -2, codes[i].name);
+    }
+    return 1;
+}
+
 static const luaL_Reg modules[] = {
+    {"migfix.exit", luaopen_migfix_exit},
     {"migfix.crypto", luaopen_migfix_crypto},
     {"migfix.db", luaopen_migfix_db},
     {"migfix.json", luaopen_migfix_json},

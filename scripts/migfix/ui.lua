@@ -2,7 +2,9 @@
 --- only, never with NO_COLOR), structured errors with exit codes.
 local M = {}
 
-M.EXIT = { OK = 0, ATTENTION = 1, USAGE = 2, CONNECT = 3, FAILURE = 4 }
+--- the exit codes, from the C core (include/migfix.h): OK 0, ATTENTION 1,
+--- USAGE 2, CONNECT 3, FAILURE 4
+M.EXIT = require "migfix.exit"
 
 --- The one hint for a malformed database URL.
 M.URL_HINT = "a database URL looks like postgresql://USER@HOST:5432/DB?schema=public, with :PASSWORD after USER when one is needed"
