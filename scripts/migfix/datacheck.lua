@@ -63,63 +63,10 @@ local function plural(n, one, many) return n == 1 and one or (many or (one .. "s
 
 -- ------------------------------------------------------------------ lexing
 
---- Tokens of s (words, quoted identifiers, strings, punctuation), enough to
---- find a keyword at parenthesis depth 0 outside strings and comments.
-local function lex(s)
-  local toks, i, n = {}, 1, #s
-  while i <= n do
-    local c, c2 = s:sub(i, i), s:sub(i + 1, i + 1)
-    if c:match("%s") then
-      i = i + 1
-    elseif c == "-" and c2 == "-" then
-      i = (s:find("\n", i, true) or n) + 1
-    elseif c == "/" and c2 == "*" then
-      local depth = 1
-      i = i + 2
-      while i <= n and depth > 0 do
-        local two = s:sub(i, i + 1)
-        if two == "/*" then depth = depth + 1; i = i + 2
-        elseif two == "*/" then depth = depth - 1; i = i + 2
-        else i = i + 1 end
-      end
-    elseif c == "'" or ((c == "E" or c == "e") and c2 == "'") then
-      local esc, st = c ~= "'", i
-      i = i + (esc and 2 or 1)
-      while i <= n do
-        local ch = s:sub(i, i)
-        if esc and ch == "\\" then i = i + 2
-        elseif ch == "'" and s:sub(i + 1, i + 1) == "'" then i = i + 2
-        elseif ch == "'" then break
-        else i = i + 1 end
-      end
-      toks[#toks + 1] = { s = st, e = i, t = "string" }
-      i = i + 1
-    elseif c == '"' then
-      local st = i
-      i = i + 1
-      while i <= n do
-        if s:sub(i, i) == '"' then
-          if s:sub(i + 1, i + 1) == '"' then i = i + 2 else break end
-        else i = i + 1 end
-      end
-      toks[#toks + 1] = { s = st, e = i, t = "qident" }
-      i = i + 1
-    elseif c == "$" and s:match("^%$[%a_]*%$", i) then
-      local tag = s:match("^%$[%a_]*%$", i)
-      local _, close = s:find(tag, i + #tag, true)
-      toks[#toks + 1] = { s = i, e = close or n, t = "string" }
-      i = (close or n) + 1
-    elseif c:match("[%a_\128-\255]") then
-      local _, e = s:find("^[%w_$\128-\255]*", i + 1)
-      toks[#toks + 1] = { s = i, e = e, t = "word", w = s:sub(i, e):lower() }
-      i = e + 1
-    else
-      toks[#toks + 1] = { s = i, e = i, t = c }
-      i = i + 1
-    end
-  end
-  return toks
-end
+--- Tokens of s as migfix.effects lexes SQL (words, quoted identifiers,
+--- strings, numbers, parameters, operators, punctuation): enough to find a
+--- keyword at parenthesis depth 0 outside strings and comments.
+local function lex(s) return require("migfix.effects").lex(s, 1, #s) end
 
 --- The text of the USING expression of the k-th ALTER COLUMN ... TYPE of
 --- column `col` in statement text s (nil when there is none).
@@ -892,7 +839,8 @@ local function fp_query(s, node, kind, tbl, schema)
     for i, p in ipairs(parts) do
       local rt = targets[i].ResTarget or {}
       local t1, t2 = toks[p[1]], toks[p[1] + 1]
-      if rt.indirection or not t1 or (t1.t ~= "word" and t1.t ~= "qident") or not t2 or t2.t ~= "=" then
+      if rt.indirection or not t1 or (t1.t ~= "word" and t1.t ~= "qident") or not t2
+        or t2.t ~= "op" or s.text:sub(t2.s, t2.e) ~= "=" then
         return nil, "it sets part of a column (a field or an array element)"
       end
       if fp_name(s.text, t1) ~= rt.name then

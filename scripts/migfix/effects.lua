@@ -97,6 +97,9 @@ local function lex(text, p, q)
   return toks
 end
 
+--- The tokens of text[p..q] ({s, e, t, w}), also datacheck's lexer.
+M.lex = lex
+
 -- Index of the first token starting at or after byte position pos (1-based).
 local function tok_at(toks, pos)
   for k, t in ipairs(toks) do
