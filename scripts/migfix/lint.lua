@@ -711,7 +711,7 @@ function M.team_runner(rules, settings, unit)
   end
 end
 
--- what a rule sees besides the statement (docs/lint.md "Rules")
+-- what a rule sees besides the statement (README "Lint")
 local function rule_context(P, c)
   local stmts, sizes, settings, schema_default, tkey = P.statements, c.sizes, c.settings, c.schema, c.tkey
   local segs, file_facts, new_at = c.segs, c.file_facts, c.new_at
