@@ -862,18 +862,24 @@ local function run_rules(P, rules, ctx, run_team, c)
   end
 end
 
+-- the options of run_unit/check, their keys checked (raised at the caller's caller)
+local function check_opts(opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 3)
+    end
+  end
+  if not opts.rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 3) end
+  return opts
+end
+
 --- Lint a prepared file (M.prepare) against the database facts in opts:
 --- bind the file's facts, build the rules' context, read the suppressions,
 --- run the rules, report the suppressions that matched nothing.
 function M.check(P, opts)
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not KNOWN[k] then
-      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
-    end
-  end
+  opts = check_opts(opts)
   local rules = opts.rules
-  if not rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
   local c = {
     settings = opts.settings or M.settings(), mode = opts.unit_mode or "file", schema = opts.schema or "public",
     sizes = opts.sizes, server_version = opts.server_version, file = P.file or "?",
@@ -918,13 +924,7 @@ function M.run_unit(unit, opts)
   if type(unit) ~= "table" or type(unit.statements) ~= "table" then
     error("bad argument #1 to 'run_unit' (a unit of effects.analyze expected) (expected lint.run_unit(unit, opts))", 2)
   end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not KNOWN[k] then
-      error(("lint.run_unit: unrecognized option \"%s\" (expected settings, rules, sizes, unit_mode, server_version, schema, catalog, text)"):format(tostring(k)), 2)
-    end
-  end
-  if not opts.rules then error("lint.run_unit: opts.rules is required (lint.load_rules(paths))", 2) end
+  opts = check_opts(opts)
   return M.check(prepare_unit(unit, opts.text), opts)
 end
 
