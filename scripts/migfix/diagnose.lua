@@ -11,10 +11,26 @@ local execution = require "migfix.execution"
 
 local M = {}
 
+-- path -> {text, unit}: the last analyses, kept for a fleet run (every
+-- target diagnoses the same few files; a unit is only read once made).
+-- Bounded: a long history's pending files are not all kept.
+local analysed, n_analysed = {}, 0
+local ANALYSED_MAX = 32
+
 --- Parse a migration file into statements and effects; raises a usage
---- error naming file:line on a syntax error.
+--- error naming file:line on a syntax error. The same text at the same
+--- path gives the same (shared, read-only) unit.
 function M.analyze(path, text)
+  local hit = analysed[path]
+  if hit and hit.text == text then return hit.unit end
   local unit, err = effects.analyze(text, path)
+  if unit then
+    if not hit then
+      if n_analysed >= ANALYSED_MAX then analysed, n_analysed = {}, 0 end
+      n_analysed = n_analysed + 1
+    end
+    analysed[path] = { text = text, unit = unit }
+  end
   if not unit then
     ui.fail { message = ("%s:%s:%s: %s"):format(path, err.line or "?", err.column or "?", err.message),
               detail = "the file is not valid PostgreSQL SQL (checked with PostgreSQL's own parser, libpg_query 17)",

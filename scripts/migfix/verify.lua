@@ -1089,7 +1089,7 @@ end
 
 -- Look up an entry's object: found record (or nil), diffs, and the reason
 -- when it cannot be resolved (nil: resolved, so nil found means not there).
-local lookup
+local lookup, expected_of
 lookup = function(entry, snap, ds)
   local k, p = entry.kind, entry.props
   local diffs = {}
@@ -1414,6 +1414,18 @@ end
 ---@param default_schema string? (default "public")
 ---@param opts? { unit: "file"|"statement", server_version: integer } how the file ran (default: unit "file")
 ---@return table evidence { verdict, items, counts, summary, invalid_indexes, all_or_nothing, unit, proven }
+-- unit -> default schema -> model: a fleet compares one file with many
+-- snapshots, and the model depends on the file alone (compare only reads it,
+-- but for on_replaced_table, which it derives from the model itself)
+local models = setmetatable({}, { __mode = "k" })
+expected_of = function(unit, ds)
+  local per = models[unit]
+  if not per then per = {}; models[unit] = per end
+  local m = per[ds]
+  if not m then m = M.expected(unit, ds); per[ds] = m end
+  return m
+end
+
 function M.compare(unit, snap, default_schema, opts)
   check_unit(unit, "compare")
   if type(snap) ~= "table" or type(snap.tables) ~= "table" then
@@ -1425,7 +1437,7 @@ function M.compare(unit, snap, default_schema, opts)
   opts = opts or {}
   default_schema = default_schema or "public"
   local unit_mode = opts.unit or "file"
-  local model = M.expected(unit, default_schema)
+  local model = expected_of(unit, default_schema)
   local items = {}
   local counts = { present = 0, missing = 0, different = 0, absent = 0, still_present = 0, unverifiable = 0 }
   local invalid = {}

@@ -267,4 +267,14 @@ T["logs of the driver-adapter engine: unit statement, a partial state is expecte
   h.contains(d2.inconsistent, "a hand fix, another deploy, or drift")
 end
 
+T["analyze: the same text at a path is analysed once; a changed file is analysed again"] = function()
+  local diagnose = require "migfix.diagnose"
+  local a = diagnose.analyze("m1/migration.sql", 'CREATE TABLE "A" (id int);')
+  h.eq(diagnose.analyze("m1/migration.sql", 'CREATE TABLE "A" (id int);'), a)
+  local b = diagnose.analyze("m1/migration.sql", 'CREATE TABLE "B" (id int);')
+  h.ok(b ~= a, "a new text gives a new unit")
+  h.eq(b.effects[1].name, "B")
+  h.eq(diagnose.analyze("m2/migration.sql", 'CREATE TABLE "A" (id int);').effects[1].name, "A")
+end
+
 return T

@@ -393,6 +393,19 @@ T["evidence shape"] = function()
   H.eq(type(ev.summary), "string")
 end
 
+T["one unit compared with many snapshots (a fleet): each comparison stands alone"] = function()
+  local u = ticket_unit()
+  local first = verify.compare(u, ticket_snap(), "public")
+  local missing = verify.compare(u, ticket_snap({ no_index = true }), "public")
+  local drifted = verify.compare(u, ticket_snap({ title_type = "varchar" }), "public")
+  local again = verify.compare(u, ticket_snap(), "public")
+  H.eq(first.verdict, "complete", first.summary)
+  H.eq(item(missing, "index", "Ticket_title_key").state, "missing")
+  H.eq(item(drifted, "column", "title").state, "different")
+  H.same(again, first)
+  H.eq(verify.compare(u, ticket_snap(), "tenant").verdict, "unverifiable")
+end
+
 T["bad arguments raise"] = function()
   H.raises(function() verify.compare(nil, {}) end, "bad argument #1 to 'compare'")
   H.raises(function() verify.compare(unit({}), {}) end, "bad argument #2 to 'compare'")
