@@ -421,10 +421,14 @@ static int tree_gc(lua_State *L)
     return 0;
 }
 
-static void push_item(lua_State *L, const cJSON *it)
+/* keep_nulls = 0 (json.decode(text, {nulls = false})): null object members
+ * are left out, null array elements leave their slot empty, and arrays are
+ * plain tables: what a Lua walk turning json.null into nil would build, made
+ * without the copy (the catalog snapshot: ~20% of a fleet target's Lua time). */
+static void push_item(lua_State *L, const cJSON *it, int keep_nulls)
 {
     luaL_checkstack(L, 4, "JSON nested too deeply");
-    if (cJSON_IsNull(it)) mf_pushnull(L);
+    if (cJSON_IsNull(it)) { if (keep_nulls) mf_pushnull(L); else lua_pushnil(L); }
     else if (cJSON_IsFalse(it)) lua_pushboolean(L, 0);
     else if (cJSON_IsTrue(it)) lua_pushboolean(L, 1);
     else if (cJSON_IsNumber(it)) {
@@ -434,17 +438,20 @@ static void push_item(lua_State *L, const cJSON *it)
     } else if (cJSON_IsString(it)) lua_pushstring(L, it->valuestring);
     else if (cJSON_IsArray(it)) {
         lua_newtable(L);
-        luaL_setmetatable(L, ARRAY_MT); /* [] decodes and re-encodes as [] */
+        if (keep_nulls) luaL_setmetatable(L, ARRAY_MT); /* [] decodes and re-encodes as [] */
         lua_Integer i = 0;
         for (const cJSON *c = it->child; c; c = c->next) {
-            push_item(L, c);
-            lua_rawseti(L, -2, ++i);
+            ++i;
+            if (!keep_nulls && cJSON_IsNull(c)) continue;
+            push_item(L, c, keep_nulls);
+            lua_rawseti(L, -2, i);
         }
     } else if (cJSON_IsObject(it)) {
         lua_newtable(L);
         for (const cJSON *c = it->child; c; c = c->next) {
+            if (!keep_nulls && cJSON_IsNull(c)) continue;
             lua_pushstring(L, c->string ? c->string : "");
-            push_item(L, c);
+            push_item(L, c, keep_nulls);
             lua_rawset(L, -3);
         }
     } else {
@@ -465,12 +472,24 @@ static int has_infinite(const cJSON *it)
     return 0;
 }
 
-/* json.decode(text) -> value | nil, "invalid JSON at byte N: ..." */
+/* json.decode(text[, {nulls = false}]) -> value | nil, "invalid JSON at byte N: ..." */
 static int l_decode(lua_State *L)
 {
-    mf_checknargs(L, 1, "json.decode(text)");
+    mf_checknargs(L, 2, "json.decode(text[, opts])");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
+    int keep_nulls = 1;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "nulls");
+        if (!lua_isnil(L, -1)) {
+            if (!lua_isboolean(L, -1))
+                return luaL_error(L, "bad option 'nulls' to 'json.decode' (expected a boolean, got %s)", luaL_typename(L, -1));
+            keep_nulls = lua_toboolean(L, -1);
+        }
+        lua_pop(L, 1);
+        lua_settop(L, 1);
+    }
     Tree *t = mf_newbox(L, sizeof *t, TREE_MT);
     const char *end = NULL;
     t->root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
@@ -481,7 +500,7 @@ static int l_decode(lua_State *L)
         if (pos == len) {
             if (has_infinite(t->root))
                 return mf_pushfail(L, "json", 0, "invalid JSON: a number out of range (magnitude above 1.8e308)");
-            push_item(L, t->root);
+            push_item(L, t->root, keep_nulls);
             return 1;
         }
     } else {

@@ -21,10 +21,14 @@ function json.encode(v, opts) end
 
 ---Decode JSON text: objects -> tables, arrays -> sequences (marked as
 ---json.array), null -> json.null, integral numbers within 2^53 -> integers.
+---With opts.nulls = false, nulls are left out instead: null members are
+---absent, null array elements leave their slot empty, arrays are plain
+---tables, and a top-level null is nil.
 ---@param text string
+---@param opts? {nulls?: boolean}
 ---@return any value
----@overload fun(text: string): nil, string -- nil, "invalid JSON at byte N: ..."
-function json.decode(text) end
+---@overload fun(text: string, opts?: table): nil, string -- nil, "invalid JSON at byte N: ..."
+function json.decode(text, opts) end
 
 ---Mark a table (or a new empty one) as an array, so that {} encodes as [].
 ---@generic T: table

@@ -317,6 +317,7 @@ local function clean(v, null)
 end
 
 local function list(v) return type(v) == "table" and v or {} end
+local build
 
 ---Build the keyed snapshot from the decoded JSON document of `query_text`.
 ---@param doc table decoded document
@@ -330,7 +331,11 @@ function M.from_document(doc, null)
     local ok, json = pcall(require, "migfix.json")
     null = ok and type(json) == "table" and json.null or nil
   end
-  doc = clean(doc, null)
+  return build(clean(doc, null))
+end
+
+-- the keyed snapshot from a document without nulls
+build = function(doc)
   local snap = {
     server_version = doc.server_version,
     database = doc.database,
@@ -450,12 +455,12 @@ function M.snapshot(conn, schemas, names)
   if type(text) ~= "string" then
     return nil, "could not read the catalog: the snapshot query returned no document"
   end
-  local json = require("migfix.json")
-  local doc, derr = json.decode(text)
+  -- (decoded without nulls: what from_document's copy would make)
+  local doc, derr = require("migfix.json").decode(text, { nulls = false })
   if type(doc) ~= "table" then
     return nil, "could not decode the catalog snapshot: " .. tostring(derr)
   end
-  return M.from_document(doc, json.null)
+  return build(doc)
 end
 
 return M

@@ -67,6 +67,20 @@ T["decode"] = function()
   H.eq(J.decode('"s"'), "s")
 end
 
+T["decode with nulls = false: nulls left out, as a walk turning json.null into nil would"] = function()
+  local text = '{"a":[1,null,3],"b":null,"c":{"d":null,"e":[]},"f":"x"}'
+  local v = assert(J.decode(text, { nulls = false }))
+  H.eq(v.a[1], 1); H.eq(v.a[2], nil); H.eq(v.a[3], 3)
+  H.eq(v.b, nil); H.eq(v.c.d, nil); H.eq(v.f, "x")
+  H.eq(next(v.c.e), nil)
+  H.eq(getmetatable(v.a), nil, "plain tables")
+  H.eq(J.decode("null", { nulls = false }), nil)
+  H.eq(J.decode(text, { nulls = true }).b, J.null)
+  H.eq(J.decode(text, {}).b, J.null)
+  H.raises(function() J.decode(text, { nulls = "no" }) end, "bad option 'nulls' to 'json.decode' (expected a boolean, got string)")
+  H.raises(function() J.decode(text, 1) end, "bad argument #2 to 'decode'")
+end
+
 T["decode: errors"] = function()
   local v, msg = J.decode('{"a":1} x')
   H.eq(v, nil); H.contains(msg, "invalid JSON at byte 9")
