@@ -59,6 +59,10 @@ MAN1DIR := $(PREFIX)/share/man/man1
 BASHCOMPDIR := $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  := $(PREFIX)/share/zsh/site-functions
 LUA_SRCS := $(shell find scripts/migfix scripts/meta scripts/examples policies -name '*.lua' 2>/dev/null)
+# the modules' bytecode (luac5.4, line information kept; chunk names
+# scripts/...): the binary loads it instead of a source it is not older than
+LUAC    ?= luac5.4
+LUAC_OBJS := $(patsubst scripts/%.lua,$(BUILD)/luac/%.luac,$(filter scripts/migfix/%,$(LUA_SRCS)))
 DOCS    := README.md $(wildcard docs/*.md)
 # run the freshly built binary on this tree's scripts (BIN may be a path elsewhere)
 RUN     := MIGFIX_HOME='$(CURDIR)' $(if $(filter /%,$(BIN)),$(BIN),./$(BIN))
@@ -66,7 +70,7 @@ GEN     := $(BUILD)/man/migfix.1 $(BUILD)/completion/migfix.bash $(BUILD)/comple
 
 .PHONY: all deps demo test bench corpus stress asan clean unit install uninstall matrix gen fuzz FORCE
 
-all: deps $(BIN)
+all: deps $(BIN) $(LUAC_OBJS)
 
 # Missing headers/tools -> run the installer (needs root; says so otherwise).
 deps:
@@ -84,6 +88,10 @@ deps:
 	  echo "make: installing missing dependencies (scripts/install-deps)"; \
 	  ./scripts/install-deps; \
 	fi
+
+$(BUILD)/luac/%.luac: scripts/%.lua
+	@mkdir -p $(dir $@)
+	$(LUAC) -o $@ $<
 
 $(BIN): $(OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
@@ -120,11 +128,12 @@ $(BUILD)/completion/_migfix: $(BIN) $(LUA_SRCS)
 	@mkdir -p $(dir $@)
 	$(RUN) completion zsh > $@.tmp && mv $@.tmp $@
 
-install: $(BIN) $(GEN)
+install: $(BIN) $(GEN) $(LUAC_OBJS)
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(DATADIR)' '$(DESTDIR)$(DOCDIR)' '$(DESTDIR)$(MAN1DIR)' \
 	    '$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)'
 	install -m 755 $(BIN) '$(DESTDIR)$(BINDIR)/migfix'
 	for f in $(LUA_SRCS); do install -D -m 644 "$$f" '$(DESTDIR)$(DATADIR)/'"$$f" || exit 1; done
+	for f in $(LUAC_OBJS); do install -D -m 644 "$$f" '$(DESTDIR)$(DATADIR)/luac/'"$${f#$(BUILD)/luac/}" || exit 1; done
 	install -m 644 $(DOCS) '$(DESTDIR)$(DOCDIR)/'
 	install -m 644 $(BUILD)/man/migfix.1 '$(DESTDIR)$(MAN1DIR)/migfix.1'
 	install -m 644 $(BUILD)/completion/migfix.bash '$(DESTDIR)$(BASHCOMPDIR)/migfix'

@@ -1,8 +1,9 @@
 /* migfix — entry point.
  *
  * Builds one Lua 5.4 state, registers the C modules under migfix.* in
- * package.preload, puts <home>/scripts first on package.path, and hands the
- * command line to scripts/migfix/cli.lua. Everything user-facing (options,
+ * package.preload, puts <home>/scripts first on package.path (their make-compiled
+ * bytecode, when current, ahead of them), and hands the command line to
+ * scripts/migfix/cli.lua. Everything user-facing (options,
  * commands, messages) lives in Lua; C keeps the primitives. */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -122,6 +124,37 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+/* A searcher ahead of Lua's own for the modules of <home>/scripts: the
+ * bytecode make compiled from each one (luac5.4, line information kept) in
+ * <home>/luac (installed) or <home>/build/luac (a checkout) is loaded when it
+ * is not older than the source; parsing the sources was ~4 ms of a
+ * diagnose. No source, no bytecode: a missing, stale or unloadable bytecode
+ * file falls through to the source (Lua's searcher), never the reverse. */
+static int search_bytecode(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *home = lua_tostring(L, lua_upvalueindex(1));
+    char rel[PATH_MAX], src[PATH_MAX], bc[PATH_MAX];
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof rel) return 0;
+    for (size_t i = 0; i <= n; i++) rel[i] = name[i] == '.' ? '/' : name[i];
+    if ((size_t)snprintf(src, sizeof src, "%s/scripts/%s.lua", home, rel) >= sizeof src) return 0;
+    struct stat ss, bs;
+    if (stat(src, &ss) != 0) return 0;
+    static const char *const dirs[] = {"luac", "build/luac"};
+    for (size_t d = 0; d < sizeof dirs / sizeof *dirs; d++) {
+        if ((size_t)snprintf(bc, sizeof bc, "%s/%s/%s.luac", home, dirs[d], rel) >= sizeof bc) continue;
+        if (stat(bc, &bs) != 0) continue;
+        if (bs.st_mtim.tv_sec < ss.st_mtim.tv_sec
+            || (bs.st_mtim.tv_sec == ss.st_mtim.tv_sec && bs.st_mtim.tv_nsec < ss.st_mtim.tv_nsec))
+            continue; /* older than the source: the source was edited since */
+        if (luaL_loadfilex(L, bc, "b") != LUA_OK) { lua_pop(L, 1); continue; }
+        lua_pushstring(L, src); /* the loader's second argument, as Lua's searcher gives */
+        return 2;
+    }
+    return 0;
+}
+
 static int run(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
@@ -141,6 +174,15 @@ static int run(lua_State *L)
     lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/?/init.lua;%s",
                     home, home, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "searchers"); /* {preload, Lua, C, all-in-one}: ours goes second */
+    for (lua_Integer i = (lua_Integer)luaL_len(L, -1); i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushstring(L, home);
+    lua_pushcclosure(L, search_bytecode, 1);
+    lua_rawseti(L, -2, 2);
     lua_pop(L, 2);
 
     lua_getglobal(L, "require");

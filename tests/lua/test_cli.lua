@@ -161,4 +161,27 @@ T["help lists every command with its module's summary (read with its requires de
   end
 end
 
+T["modules load from make's bytecode when it is current, else from the source"] = function()
+  -- a home of its own: the scripts and build/luac of this tree, copied
+  local home = h.tmpdir()
+  h.sh(("cp -a %s/scripts %s/ && mkdir -p %s/build && cp -a %s/build/luac %s/build/"):format(
+    h.shq(h.root), h.shq(home), h.shq(home), h.shq(h.root), h.shq(home)))
+  local script = home .. "/src.lua"
+  h.write(script, 'print(debug.getinfo(require("migfix.ui").paint, "S").source)\n')
+  local function source()
+    local out, rc = h.sh(("MIGFIX_HOME=%s %s exec %s"):format(h.shq(home), h.shq(h.bin), h.shq(script)))
+    h.eq(rc, 0, out)
+    return (out:gsub("%s+$", ""))
+  end
+  h.eq(source(), "@scripts/migfix/ui.lua", "the bytecode (compiled from scripts/, line information kept)")
+  h.sh(("touch -d '+1 minute' %s/scripts/migfix/ui.lua"):format(h.shq(home)))
+  h.eq(source(), "@" .. home .. "/scripts/migfix/ui.lua", "a source edited after make: the source")
+  h.sh(("printf 'junk' > %s/build/luac/migfix/ui.luac && touch -d '+2 minutes' %s/build/luac/migfix/ui.luac"):format(
+    h.shq(home), h.shq(home)))
+  h.eq(source(), "@" .. home .. "/scripts/migfix/ui.lua", "an unloadable bytecode file: the source")
+  h.sh(("rm %s/scripts/migfix/ui.lua"):format(h.shq(home)))
+  local out, rc = h.sh(("MIGFIX_HOME=%s %s --version 2>&1"):format(h.shq(home), h.shq(h.bin)))
+  h.ok(rc ~= 0, "no source, no bytecode either: " .. out)
+end
+
 return T

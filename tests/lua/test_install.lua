@@ -36,7 +36,7 @@ T["install: the tree holds binary, scripts, policies, docs, man page, completion
   local i = install()
   local files = {}
   for _, f in ipairs(files_under(i.moved)) do files[f] = true end
-  for _, want in ipairs({ "bin/migfix", "share/migfix/scripts/migfix/cli.lua", "share/migfix/scripts/migfix/commands/check.lua",
+  for _, want in ipairs({ "bin/migfix", "share/migfix/scripts/migfix/cli.lua", "share/migfix/luac/migfix/cli.luac", "share/migfix/scripts/migfix/commands/check.lua",
                           "share/migfix/policies/apply-if-complete.lua", "share/migfix/policies/checks/S6-blocking-index.lua",
                           "share/migfix/scripts/examples/list-failed.lua", "share/doc/migfix/README.md", "share/doc/migfix/journal.md",
                           "share/man/man1/migfix.1", "share/bash-completion/completions/migfix", "share/zsh/site-functions/_migfix" }) do
@@ -57,6 +57,9 @@ T["install: the moved tree runs on its own files (--version, a status on the rea
   h.write(script, "print(migfix.home)\n")
   local home = h.sh(("cd / && env -u MIGFIX_HOME %s exec %s"):format(h.shq(bin), h.shq(script)))
   h.eq(home:gsub("%s+$", ""), i.moved .. "/share/migfix", "found relative to bin/, not the source tree")
+  h.write(script, 'print(debug.getinfo(require("migfix.ui").paint, "S").source)\n')
+  h.eq(h.sh(("env -u MIGFIX_HOME %s exec %s"):format(h.shq(bin), h.shq(script))):gsub("%s+$", ""), "@scripts/migfix/ui.lua",
+       "the installed bytecode is loaded")
   local dir, mdir = h.project { { "20240101000000_init", "CREATE TABLE a (id int);\n" } }
   local _, url = h.fresh_db()
   L.deploy(url, nil, mdir)
