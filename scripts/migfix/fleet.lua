@@ -241,9 +241,14 @@ local function run_target(spec, t, tmp)
   unistd.close(ofd)
   unistd.close(efd)
   local t0 = sys.now_ms()
+  -- the command's JSON document, encoded here (compact) rather than printed,
+  -- read back and decoded; the last one if it gives several
+  local doc_text
+  ui.doc_sink = function(d) doc_text = json.encode(d) end
   local ctx = cli_ctx.new(opts, spec.info, spec.cmd.name)
   local ok, rc = pcall(spec.cmd.run, ctx, opts, spec.args)
   pcall(ctx.cleanup, ctx)
+  ui.doc_sink = nil
   local code
   if ok then
     code = math.type(rc) == "integer" and rc or 0
@@ -261,11 +266,25 @@ local function run_target(spec, t, tmp)
   unistd.close(saved_out)
   unistd.close(saved_err)
   local out, err = read_all(out_path), read_all(err_path)
-  local doc = json_of(out)
+  local doc = not doc_text and json_of(out) or nil
   local first_err = err:match("migfix: error: ([^\n]*)")
-  return { target = t.name, exit = code, result = doc == nil and json.null or doc,
-           error = first_err and ui.redact(first_err) or json.null, ms = math.floor(sys.now_ms() - t0 + 0.5) }
+  local res = { target = t.name, exit = code, result_text = doc_text,
+                error = first_err and ui.redact(first_err) or json.null, ms = math.floor(sys.now_ms() - t0 + 0.5) }
+  if not doc_text then res.result = doc == nil and json.null or doc end
+  return res
 end
+
+--- One target's answer line (JSON): `result_text`, a document already
+--- encoded, goes in as it is.
+local function answer_line(res)
+  local text = res.result_text
+  res.result_text = nil
+  if not text then return json.encode(res) end
+  res.result = nil
+  local head = json.encode(res)
+  return head:sub(1, -2) .. ',"result":' .. text .. "}"
+end
+M.answer_line = answer_line
 M.run_target = run_target
 
 -- ------------------------------------------------------------ the pool
@@ -302,7 +321,7 @@ local function worker(spec, in_fd, out_fd)
       res = { target = spec.targets[i].name, exit = ui.EXIT.FAILURE, result = json.null, error = tostring(res), ms = 0 }
     end
     res.index = i
-    if not write_all(out_fd, json.encode(res) .. "\n") then break end
+    if not write_all(out_fd, answer_line(res) .. "\n") then break end
     collectgarbage()
   end
   os.remove(tmp .. "/out")

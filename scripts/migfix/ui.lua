@@ -65,6 +65,14 @@ function M.print_error(e)
   emit("hint", e.hint)
 end
 
+--- Print a command's JSON document (pretty), or hand it to `M.doc_sink`
+--- when one is set: a fleet worker takes the document as it is instead of
+--- printing it and reading it back.
+function M.json(doc)
+  if M.doc_sink then return M.doc_sink(doc) end
+  M.out(require("migfix.json").encode(doc, { pretty = true }))
+end
+
 --- The JSON form of an error, on stdout, for commands run with --json:
 --- {"error": {"message", "detail", "hint", "code" (the exit code), "prisma_code", "sqlstate"}}.
 function M.print_json_error(e)
@@ -72,7 +80,7 @@ function M.print_json_error(e)
   local function v(x) if x == nil then return json.null end return x end
   local doc = { error = { message = v(e.message), detail = v(e.detail), hint = v(e.hint), code = e.code or M.EXIT.FAILURE,
                           prisma_code = v(e.prisma_code), sqlstate = v(e.sqlstate) } }
-  M.out(json.encode(doc, { pretty = true }))
+  M.json(doc)
 end
 
 function M.warn(msg, hint)

@@ -126,6 +126,18 @@ T["fleet of 100 databases: status, diagnose, plan, run; summary grouped by outco
   h.eq(s.by_outcome.failed, 100, "after undo --run every tenant is failed again: " .. out:sub(-300))
 end
 
+T["a worker's answer: the document encoded once, spliced into the line, reads back as the whole record"] = function()
+  local fl = require "migfix.fleet"
+  local doc = { failed = 1, migrations = json.array { { name = "m", verdict = "complete", counts = { present = 2 } } },
+                x = json.null, e = json.array() }
+  local res = { target = "t1", exit = 1, error = json.null, ms = 12, index = 3, result_text = json.encode(doc) }
+  local line = fl.answer_line(res)
+  h.same(json.decode(line), json.decode(json.encode { target = "t1", exit = 1, error = json.null, ms = 12, index = 3, result = doc }))
+  h.eq(select(2, line:gsub('"result":', "")), 1, "one result member")
+  h.same(json.decode(fl.answer_line { target = "t2", exit = 4, error = "boom", ms = 0, result = json.null }),
+         { target = "t2", exit = 4, error = "boom", ms = 0, result = json.null })
+end
+
 T["shard K/N: a deterministic, exact partition of the targets"] = function()
   local dir, _, tf = fleet()
   local seen, total = {}, 0

@@ -71,7 +71,7 @@ function C.run(ctx, opts, args)
     ui.fail { message = err, detail = info.detail, hint = info.hint, code = KIND_EXIT[info.kind] or ui.EXIT.FAILURE }
   end
   if opts.json then
-    ui.out(json.encode(m, { pretty = true, sort_keys = true }))
+    ui.json(m)
     return ui.EXIT.OK
   end
   ui.out(ui.paint(("backup written: %s"):format(m.path), "green"))

@@ -80,7 +80,7 @@ function C.run(ctx, opts, args)
                       counts = {}, findings = {}, running = {},
                       limits = { max_pending = lim.max_pending or 0, max_age = lim.max_age }, error = ui.redact(e.message) }
         ui.print_error(e)
-        ui.out(json.encode(C.document(ctx, rep, nil), { pretty = true }))
+        ui.json(C.document(ctx, rep, nil))
         return health.CODES.unreachable
       end
     end
@@ -93,7 +93,7 @@ function C.run(ctx, opts, args)
   end
   local rep = health.evaluate(st, facts, lim)
   if opts.json then
-    ui.out(json.encode(C.document(ctx, rep, st), { pretty = true }))
+    ui.json(C.document(ctx, rep, st))
     return rep.code
   end
   local color = rep.code == 0 and "green" or "red"

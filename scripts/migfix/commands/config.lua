@@ -193,7 +193,7 @@ function C.run(ctx, opts, args)
   end
   local doc = C.document(ctx)
   if opts.json then
-    ui.out(json.encode(doc, { pretty = true }))
+    ui.json(doc)
   else
     C.print(doc)
   end

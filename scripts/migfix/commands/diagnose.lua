@@ -204,7 +204,7 @@ function C.run(ctx, opts, args)
     if d.error and d.error.class == "data" then d.data = require("migfix.datacheck").evidence(ctx, conn, d) end
   end
   if opts.json then
-    ui.out(json.encode(C.document(diags), { pretty = true }))
+    ui.json(C.document(diags))
   elseif #diags == 0 then
     ui.out(ui.paint("no failed migrations: nothing to diagnose", "green"))
   else

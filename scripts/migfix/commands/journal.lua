@@ -125,7 +125,7 @@ function C.run(ctx, opts, args)
                         row_id = e.details.row_id, part_of = e.details.part_of or json.null }
     end
     doc.interrupted = json.array(cut)
-    ui.out(json.encode(doc, { pretty = true }))
+    ui.json(doc)
   else
     if #entries == 0 then
       ui.out(("no journal entries yet (%s)"):format(source))

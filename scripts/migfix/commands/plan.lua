@@ -25,7 +25,7 @@ function C.run(ctx, opts)
   local result = require("migfix.resolve").run(ctx, { mode = "plan" })
   if #result.items == 0 then
     if opts.json then
-      ui.out(json.encode(common.document(result), { pretty = true }))
+      ui.json(common.document(result))
     else
       ui.out(ui.paint("no failed migrations: nothing to resolve", "green"))
       local pending = result.E.st.deploy.pending or {}
@@ -34,7 +34,7 @@ function C.run(ctx, opts)
     return ui.EXIT.OK
   end
   if opts.json then
-    ui.out(json.encode(common.document(result), { pretty = true }))
+    ui.json(common.document(result))
   else
     ui.out(ui.paint(("PLAN for environment %s — dry run on a read-only connection: nothing is written"):format(ctx:project().env_name), "bold"))
     ui.out("")

@@ -54,7 +54,7 @@ function C.run(ctx, opts)
   if opts.json then
     local doc = common.document(result)
     doc.exit = rc
-    ui.out(json.encode(doc, { pretty = true }))
+    ui.json(doc)
   elseif #(result.items or {}) == 0 then
     ui.out(ui.paint("no failed migrations: nothing to resolve", "green"))
     local pending = result.E and result.E.st.deploy.pending or {}

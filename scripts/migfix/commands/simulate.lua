@@ -135,7 +135,7 @@ end
 function C.run(ctx, opts)
   local R, rc = require("migfix.simulate").run(ctx, opts)
   if opts.json then
-    ui.out(json.encode(R, { pretty = true }))
+    ui.json(R)
   else
     print_report(R)
   end

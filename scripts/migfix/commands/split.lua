@@ -177,7 +177,7 @@ function C.run(ctx, opts, args)
     end
   end
   if not opts.write or not changes then
-    if opts.json then ui.out(json.encode(doc, { pretty = true })) end
+    if opts.json then ui.json(doc) end
     return ui.EXIT.OK
   end
 
@@ -247,7 +247,7 @@ function C.run(ctx, opts, args)
   doc.written = true
   doc.archived_to = archive
   if opts.json then
-    ui.out(json.encode(doc, { pretty = true }))
+    ui.json(doc)
   else
     ui.out("")
     ui.out(ui.paint(("wrote %d folder%s; %s moved to %s"):format(#parts, #parts == 1 and "" or "s", name, archive), "green"))

@@ -209,7 +209,7 @@ function C.run(ctx, opts)
   local st = ctx:state(conn, { report_files = true })
   C.check_p3005(conn, st)
   if opts.json then
-    ui.out(json.encode(C.document(ctx, st, slow), { pretty = true }))
+    ui.json(C.document(ctx, st, slow))
   else
     C.print(ctx, st, slow)
   end

@@ -113,9 +113,9 @@ function C.run(ctx, opts, args)
   end
   if opts.json then
     if opts.run then
-      ui.out(json.encode({ run = opts.run, undone = json.array(results) }, { pretty = true }))
+      ui.json({ run = opts.run, undone = json.array(results) })
     else
-      ui.out(json.encode(results[1], { pretty = true }))
+      ui.json(results[1])
     end
   end
   return ui.EXIT.OK
