@@ -849,6 +849,17 @@ function M.expected(unit, default_schema)
   end
   model.unverifiable = unverifiable
   model.list = model:list()
+  -- tables this file drops and creates again (or renames another onto):
+  -- what hangs off them may be the old table's
+  local replaced_tables = {}
+  for _, entry in ipairs(model.list) do
+    if (entry.kind == "table" or entry.kind == "view" or entry.kind == "matview") and entry.replaces then
+      replaced_tables[entry.schema .. "." .. entry.name] = true
+    end
+  end
+  for _, entry in ipairs(model.list) do
+    if entry.table and replaced_tables[entry.schema .. "." .. entry.table] then entry.on_replaced_table = true end
+  end
   return model
 end
 
@@ -1089,7 +1100,7 @@ end
 
 -- Look up an entry's object: found record (or nil), diffs, and the reason
 -- when it cannot be resolved (nil: resolved, so nil found means not there).
-local lookup, expected_of
+local lookup
 lookup = function(entry, snap, ds)
   local k, p = entry.kind, entry.props
   local diffs = {}
@@ -1408,17 +1419,10 @@ local function reindex_leftovers(u, snap)
   return out
 end
 
----Compare what `unit` should leave behind with a catalog snapshot.
----@param unit table from migfix.effects.analyze
----@param snap table from migfix.catalog.snapshot
----@param default_schema string? (default "public")
----@param opts? { unit: "file"|"statement", server_version: integer } how the file ran (default: unit "file")
----@return table evidence { verdict, items, counts, summary, invalid_indexes, all_or_nothing, unit, proven }
 -- unit -> default schema -> model: a fleet compares one file with many
--- snapshots, and the model depends on the file alone (compare only reads it,
--- but for on_replaced_table, which it derives from the model itself)
+-- snapshots, and the model depends on the file alone (compare only reads it)
 local models = setmetatable({}, { __mode = "k" })
-expected_of = function(unit, ds)
+local function expected_of(unit, ds)
   local per = models[unit]
   if not per then per = {}; models[unit] = per end
   local m = per[ds]
@@ -1426,6 +1430,12 @@ expected_of = function(unit, ds)
   return m
 end
 
+---Compare what `unit` should leave behind with a catalog snapshot.
+---@param unit table from migfix.effects.analyze
+---@param snap table from migfix.catalog.snapshot
+---@param default_schema string? (default "public")
+---@param opts? { unit: "file"|"statement", server_version: integer } how the file ran (default: unit "file")
+---@return table evidence { verdict, items, counts, summary, invalid_indexes, all_or_nothing, unit, proven }
 function M.compare(unit, snap, default_schema, opts)
   check_unit(unit, "compare")
   if type(snap) ~= "table" or type(snap.tables) ~= "table" then
@@ -1449,15 +1459,7 @@ function M.compare(unit, snap, default_schema, opts)
     invalid[#invalid + 1] = { schema = ix.schema or default_schema, name = ix.name, table = ix.table }
   end
 
-  -- tables this file drops and creates again (or renames another onto):
-  -- what hangs off them may be the old table's
-  local replaced_tables = {}
   local extra_items = {}
-  for _, entry in ipairs(model.list) do
-    if (entry.kind == "table" or entry.kind == "view" or entry.kind == "matview") and entry.replaces then
-      replaced_tables[entry.schema .. "." .. entry.name] = true
-    end
-  end
 
   -- the views whose query was compared by its plan (datacheck.viewplans),
   -- under the statement that creates them
@@ -1471,7 +1473,6 @@ function M.compare(unit, snap, default_schema, opts)
   end
 
   for _, entry in ipairs(model.list) do
-    if entry.table and replaced_tables[entry.schema .. "." .. entry.table] then entry.on_replaced_table = true end
     local vcheck = view_plan(entry)
     local vplan = vcheck and vcheck.state ~= "unknown" and vcheck or nil
     local item = {

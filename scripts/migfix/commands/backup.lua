@@ -1,6 +1,5 @@
 --- migfix backup: pg_dump the project's database into the backup directory, with a manifest.
 local ui = require "migfix.ui"
-local json = require "migfix.json"
 local backup = require "migfix.backup"
 
 local C = {

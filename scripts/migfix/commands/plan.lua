@@ -1,6 +1,5 @@
 --- migfix plan: the dry run of the policy chain.
 local ui = require "migfix.ui"
-local json = require "migfix.json"
 local common = require "migfix.commands.common"
 
 local C = {

@@ -1,6 +1,5 @@
 --- migfix run: run the environment's policy chain for real.
 local ui = require "migfix.ui"
-local json = require "migfix.json"
 local common = require "migfix.commands.common"
 local resolve = require "migfix.resolve"
 
